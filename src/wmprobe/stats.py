@@ -17,7 +17,9 @@ def _as_matrix(x: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        raise ValueError(f"Expected argument `{name}` to be a 1-D or 2-D array but got shape {arr.shape}")
+        raise ValueError(
+            f"Expected argument `{name}` to be a 1-D or 2-D array but got shape {arr.shape}"
+        )
     if arr.shape[0] == 0:
         raise ValueError(f"Expected argument `{name}` to have at least one row but got 0")
     if not np.isfinite(arr).all():

@@ -1,0 +1,132 @@
+"""Reading baseline images: listing a folder, ImageNet labels, and the paper's 224x224 frame."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from .errors import ImageFolderError
+
+#: File name endings read as images (case-insensitive).
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+#: ImageNet sample images that already carry a Chinese watermark; the paper leaves them out.
+KNOWN_WATERMARKED = ("n01667778_terrapin", "n02971356_carton")
+
+#: The side of the square frame on which artifacts are drawn (the paper's 224x224).
+FRAME_SIZE = 224
+
+_WNID = re.compile(r"^(n\d{8})_")
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_wnids() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k wnids in class-index order."""
+    text = resources.files("wmprobe").joinpath("data/imagenet_wnids.txt").read_text()
+    return tuple(text.split())
+
+
+def imagenet_label(file_name: str) -> int:
+    """The ImageNet class index of a file named ``<wnid>_...``, or -1."""
+    match = _WNID.match(file_name)
+    if match is None:
+        return -1
+    return _wnid_index().get(match.group(1), -1)
+
+
+@functools.lru_cache(maxsize=1)
+def _wnid_index() -> dict[str, int]:
+    return {w: i for i, w in enumerate(imagenet_wnids())}
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One baseline image: its path, a stable id (relative path without suffix) and its label."""
+
+    path: Path
+    image_id: str
+    label: int = -1
+
+
+@dataclass
+class ImageSet:
+    """The images of a folder that an audit uses, and those it left out (with the reason)."""
+
+    root: Path
+    records: list[ImageRecord]
+    excluded: dict[str, str] = field(default_factory=dict)
+    is_imagenet_samples: bool = False
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def scan_folder(
+    root: str | Path,
+    *,
+    keep_watermarked: bool = False,
+    limit: int | None = None,
+) -> ImageSet:
+    """List the images under ``root`` (recursively, sorted), with ImageNet labels where known.
+
+    A folder whose files are all named ``<wnid>_<name>``, as the ImageNet sample set, gets ImageNet
+    class labels from the wnids, and its known watermarked images are left out unless
+    ``keep_watermarked``.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ImageFolderError(f"Image folder {str(root)!r} does not exist or is not a folder.")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise ImageFolderError(
+            f"Image folder {str(root)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})."
+        )
+    labels = [imagenet_label(p.name) for p in paths]
+    is_samples = all(label >= 0 for label in labels)
+    records = []
+    excluded: dict[str, str] = {}
+    for path, label in zip(paths, labels, strict=True):
+        image_id = path.relative_to(root).with_suffix("").as_posix()
+        if is_samples and not keep_watermarked and path.stem in KNOWN_WATERMARKED:
+            excluded[image_id] = "already carries a Chinese watermark (left out as in the paper)"
+            continue
+        records.append(ImageRecord(path=path, image_id=image_id, label=label))
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"Expected argument `limit` to be >= 1 but got {limit}")
+        records = records[:limit]
+    return ImageSet(root=root, records=records, excluded=excluded, is_imagenet_samples=is_samples)
+
+
+def load_frame(path: str | Path, size: int = FRAME_SIZE) -> Image.Image:
+    """Read an image as RGB and bring it to ``size`` x ``size``: shorter side resized, centre crop.
+
+    The EXIF orientation is applied first. Transparent images are laid on black.
+    """
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        im = _to_rgb(im)
+    width, height = im.size
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    im = im.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return im.crop((left, top, left + size, top + size))
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "RGB":
+        return im.copy()
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit grey: scale to 8 bit instead of clipping.
+        im = im.convert("I").point(lambda v: v / 256).convert("L")
+    if "A" in im.mode or im.mode == "P" and "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(base, rgba).convert("RGB")
+    return im.convert("RGB")

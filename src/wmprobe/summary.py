@@ -1,0 +1,38 @@
+"""The plain-text summary of an audit, as ``wmprobe audit`` prints it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .audit import AuditResult
+
+
+def format_summary(result: AuditResult, top_k: int = 5) -> str:
+    """Counts of units above the paper's d thresholds, and the top logit classes by AUC."""
+    acts = result.activations
+    lines = [
+        f"wmprobe audit: {result.model} on {len(acts.image_ids)} images "
+        f"({', '.join(result.config.get('scenarios', []))}; seed {result.config.get('seed')})",
+    ]
+    if result.images.excluded:
+        lines.append(f"left out {len(result.images.excluded)} image(s):")
+        lines += [f"  {i}: {why}" for i, why in result.images.excluded.items()]
+    if acts.skipped:
+        lines.append(f"skipped {len(acts.skipped)} unreadable image(s):")
+        lines += [f"  {i}: {why}" for i, why in list(acts.skipped.items())[:20]]
+        if len(acts.skipped) > 20:
+            lines.append(f"  ... and {len(acts.skipped) - 20} more (see run.json)")
+    lines += ["", "units with d above each threshold:", result.counts().to_string(index=False)]
+    top = result.top_classes(top_k)
+    if len(top):
+        lines += ["", f"top {top_k} logit classes by AUC (the watermark raises them most):"]
+        for scenario, group in top.groupby("scenario", sort=False):
+            items = ", ".join(f"{r.class_name} ({r.auc:.3f})" for r in group.itertuples())
+            lines.append(f"  {scenario}: {items}")
+    accuracy = result.accuracy()
+    if accuracy is not None:
+        items = ", ".join(f"{r.variant} {100 * r.top1:.1f}%" for r in accuracy.itertuples())
+        lines += ["", f"top-1 accuracy: {items}"]
+    lines += ["", f"took {result.seconds:.1f} s"]
+    return "\n".join(lines)
