@@ -179,6 +179,28 @@ def models(pattern: str) -> None:
 
 
 @main.command()
+@click.argument("dataset", type=click.Choice(["caltech256", "imagenet-samples"]))
+@click.option("--dest", required=True, type=click.Path(path_type=Path), help="Target folder.")
+@click.option("--url", default=None, help="Download from this mirror instead.")
+@click.option("--sha256", default=None, help="Expected SHA-256 of the archive.")
+@_friendly
+def download(dataset: str, dest: Path, url: str | None, sha256: str | None) -> None:
+    """Download a data set (the only command that touches the network), verified and unpacked.
+
+    The archive's checksum is verified before it is unpacked; members that would land outside
+    --dest are refused. Where wmprobe pins no SHA-256, pass one with --sha256.
+
+    Example:
+
+        wmprobe download caltech256 --dest data/
+    """
+    from .downloads import download_dataset
+
+    folder = download_dataset(dataset, dest, url=url, sha256=sha256)
+    click.echo(f"{dataset} is in {folder}")
+
+
+@main.command()
 def scenarios() -> None:
     """List the named scenarios (artifacts drawn on the images).
 
