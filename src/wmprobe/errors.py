@@ -33,6 +33,10 @@ class ImageFolderError(WmprobeError):
     """An image folder that cannot be used at all (missing, empty, no readable image)."""
 
 
+class BadImageError(WmprobeError):
+    """One image that cannot be used (an audit counts it as a skip and goes on)."""
+
+
 class ArtifactDoesNotFitError(WmprobeError):
     """An artifact is larger than the image it should be drawn on."""
 

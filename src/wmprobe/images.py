@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from .errors import ImageFolderError
+from .errors import BadImageError, ImageFolderError
 
 #: File name endings read as images (case-insensitive).
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 #: ImageNet sample images that already carry a Chinese watermark; the paper leaves them out.
 KNOWN_WATERMARKED = ("n01667778_terrapin", "n02971356_carton")
+
+#: Images with a shorter side under this many pixels are skipped (too small to carry text).
+MIN_SIDE = 32
 
 #: The side of the square frame on which artifacts are drawn (the paper's 224x224).
 FRAME_SIZE = 224
@@ -81,7 +85,10 @@ def scan_folder(
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ImageFolderError(f"Image folder {str(root)!r} does not exist or is not a folder.")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    # Broken links and unreadable files are listed too: reading them fails later as a counted skip.
+    paths = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
+    )
     if not paths:
         raise ImageFolderError(
             f"Image folder {str(root)!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})."
@@ -106,9 +113,21 @@ def scan_folder(
 def load_frame(path: str | Path, size: int = FRAME_SIZE) -> Image.Image:
     """Read an image as RGB and bring it to ``size`` x ``size``: shorter side resized, centre crop.
 
-    The EXIF orientation is applied first. Transparent images are laid on black.
+    The EXIF orientation is applied first. Transparent images are laid on black. Images whose
+    shorter side is under ``MIN_SIDE`` px raise ``BadImageError``; very large JPEGs are decoded at
+    a reduced scale (still at least 4x the frame).
     """
-    with Image.open(path) as im:
+    with warnings.catch_warnings():
+        # Large images are handled on purpose; over twice PIL's limit, open() raises instead.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        im = Image.open(path)
+    with im:
+        if min(im.size) < MIN_SIDE:
+            raise BadImageError(
+                f"image is {im.size[0]}x{im.size[1]} px, under {MIN_SIDE} px a side"
+            )
+        if im.format == "JPEG" and min(im.size) >= 8 * size:
+            im.draft("RGB", (4 * size, 4 * size))
         im = ImageOps.exif_transpose(im)
         im = _to_rgb(im)
     width, height = im.size

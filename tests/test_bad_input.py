@@ -1,0 +1,112 @@
+"""The bad-input matrix: each row is a counted skip or a used image, never a crash."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from wmprobe.audit import audit
+from wmprobe.cli import main
+from wmprobe.images import load_frame
+
+
+def _noise(w, h, mode="RGB", seed=0):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode)
+
+
+@pytest.fixture(scope="module")
+def bad_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    _noise(300, 240).save(root / "good.jpg", quality=90)
+    data = (root / "good.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (root / "zero.jpg").write_bytes(b"")
+    (root / "text.png").write_text("this is not an image")
+    _noise(260, 250).convert("CMYK").save(root / "cmyk.jpg")
+    _noise(260, 250, "RGBA").save(root / "rgba.png")
+    _noise(260, 250, "P").save(root / "palette.png")
+    _noise(260, 250, "LA").save(root / "la.png")
+    Image.fromarray(np.full((250, 260), 40000, dtype=np.uint16)).save(root / "deep16.png")
+    _noise(260, 250, "L").save(root / "grey.png")
+    Image.new("RGB", (1, 1)).save(root / "one_pixel.png")
+    Image.new("RGB", (10000, 10000), (10, 20, 30)).save(root / "huge.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    _noise(320, 240).save(root / "rotated.jpg", exif=exif)
+    for sub in ("a", "b"):
+        (root / sub).mkdir()
+        _noise(256, 256, seed=ord(sub)).save(root / sub / "same.png")
+    os.symlink(root / "missing-target.jpg", root / "dangling.jpg")
+    return root
+
+
+SKIPPED = {"truncated", "zero", "text", "one_pixel", "dangling"}
+USED = {
+    "good",
+    "cmyk",
+    "rgba",
+    "palette",
+    "la",
+    "deep16",
+    "grey",
+    "huge",
+    "rotated",
+    "a/same",
+    "b/same",
+}
+
+
+def test_matrix_through_the_cli(bad_folder, tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        main,
+        [
+            "audit",
+            "--images",
+            str(bad_folder),
+            "--out",
+            str(out),
+            "--model",
+            "tiny_test_net",
+            "--scenarios",
+            "latin",
+            "--workers",
+            "0",
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    run = json.loads((out / "run.json").read_text())
+    skipped = run["images_skipped"]
+    assert set(skipped) == SKIPPED and run["images_used"] == len(USED)
+    assert "under 32 px" in skipped["one_pixel"] and "truncated" in skipped["truncated"]
+    assert f"skipped {len(SKIPPED)} unreadable" in res.output
+    used = set(pd.read_parquet(out / "units.parquet")["model"])
+    assert used == {"tiny_test_net"}
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    pixels = np.zeros((240, 320, 3), dtype=np.uint8)
+    pixels[:, :160] = 255  # the left half white, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90 degrees clockwise: the white half goes to the top
+    Image.fromarray(pixels).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    frame = np.asarray(load_frame(tmp_path / "r.jpg"))
+    assert frame[:20].mean() > 200 and frame[-20:].mean() < 30
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_is_a_skip(tmp_path):
+    _noise(256, 256).save(tmp_path / "ok.png")
+    _noise(256, 256).save(tmp_path / "locked.png")
+    os.chmod(tmp_path / "locked.png", 0)
+    result = audit(
+        tmp_path, model="tiny_test_net", scenarios=["latin"], progress=False, num_workers=0
+    )
+    assert set(result.activations.skipped) == {"locked"}
