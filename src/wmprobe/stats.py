@@ -250,7 +250,7 @@ class PairedEffect:
 
     mean_diff: np.ndarray
     std_diff: np.ndarray  # mean diff / sd of diffs (ddof=1); 0 when all diffs are 0, +-inf if sd 0
-    wilcoxon_p: np.ndarray  # two-sided signed-rank p-value; 1 when all diffs are 0
+    wilcoxon_p: np.ndarray  # two-sided signed-rank p-value (see _wilcoxon_p); 1 if all diffs are 0
 
 
 def paired_effect(clean: np.ndarray, probe: np.ndarray) -> PairedEffect:
@@ -272,13 +272,29 @@ def paired_effect(clean: np.ndarray, probe: np.ndarray) -> PairedEffect:
     sd = diff.std(axis=0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         std_diff = np.where(sd > 0, mean / sd, np.where(mean == 0, 0.0, np.sign(mean) * np.inf))
-    zero = ~diff.any(axis=0)
-    wp = np.ones(diff.shape[1])
-    if not zero.all():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            wp[~zero] = wilcoxon(diff[:, ~zero], axis=0).pvalue
-    return PairedEffect(mean, std_diff, wp)
+    return PairedEffect(mean, std_diff, _wilcoxon_p(diff))
+
+
+def _wilcoxon_p(diff: np.ndarray) -> np.ndarray:
+    """Two-sided signed-rank p-value per column, scipy's ``method="auto"`` decided per unit.
+
+    Exact null distribution for at most 50 images without zero or tied differences, otherwise
+    the normal approximation with tie and continuity correction (scipy's permutation fallback
+    for tiny samples is not used). 1 for a unit whose differences are all zero.
+    """
+    n = diff.shape[0]
+    nonzero = diff.any(axis=0)
+    exact = np.zeros(diff.shape[1], dtype=bool)
+    if n <= 50:
+        mag = np.sort(np.abs(diff), axis=0)
+        exact = (mag[0] > 0) & ~(mag[1:] == mag[:-1]).any(axis=0)
+    out = np.ones(diff.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for method, cols in (("exact", exact), ("asymptotic", nonzero & ~exact)):
+            if cols.any():
+                out[cols] = wilcoxon(diff[:, cols], axis=0, method=method).pvalue
+    return out
 
 
 def unit_table(clean: np.ndarray, probe: np.ndarray, level: float = 0.95) -> pd.DataFrame:

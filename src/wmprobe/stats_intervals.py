@@ -12,7 +12,7 @@ import numpy as np
 from scipy.special import ndtri
 from scipy.stats import norm
 
-from .stats_rank import as_pair, sorted_key_chunks, structural_components, u_statistics
+from .stats_rank import as_pair, placements, sorted_key_chunks, u_statistics
 
 __all__ = [
     "auc_ci",
@@ -60,13 +60,9 @@ def delong_variance(clean: np.ndarray, probe: np.ndarray) -> tuple[np.ndarray, n
     auc = np.empty(c.shape[1])
     var = np.empty(c.shape[1])
     for units, k in sorted_key_chunks(c, p):
-        v10, v01 = structural_components(k, n0, n1)
-        is_probe = (k & 1).astype(bool)
-        a = np.where(is_probe, v10, 0.0).sum(axis=1) / n1
-        s10 = np.where(is_probe, (v10 - a[:, None]) ** 2, 0.0).sum(axis=1) / (n1 - 1)
-        s01 = np.where(is_probe, 0.0, (v01 - a[:, None]) ** 2).sum(axis=1) / (n0 - 1)
-        auc[units] = a
-        var[units] = s10 / n1 + s01 / n0
+        v10, v01 = placements(k, n0, n1)
+        auc[units] = v10.mean(axis=1)
+        var[units] = v10.var(axis=1, ddof=1) / n1 + v01.var(axis=1, ddof=1) / n0
     return auc, var
 
 

@@ -209,28 +209,28 @@ def u_statistics(clean: np.ndarray, probe: np.ndarray, threads: int | None = Non
     return out
 
 
-def structural_components(k: np.ndarray, n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
-    """DeLong placement values in sorted order, as two ``[m, n0 + n1]`` arrays.
+def placements(k: np.ndarray, n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong structural components (placement values) from sorted keys ``[m, n0 + n1]``.
 
-    ``v10[u, j]`` (at probe positions) is P(clean < x) + 0.5 P(clean == x) for that probe value;
-    ``v01[u, j]`` (at clean positions) is P(probe > x) + 0.5 P(probe == x). Entries at positions
-    of the other label are meaningless; mask them with ``k & 1``.
+    Returns ``v10`` ``[m, n1]``: for each probe value x, P(clean < x) + 0.5 P(clean == x), and
+    ``v01`` ``[m, n0]``: for each clean value x, P(probe > x) + 0.5 P(probe == x); both in
+    sorted order (the variance does not care).
     """
     m, n = k.shape
-    idx = np.arange(n, dtype=np.int64)
-    is_probe = (k & 1).astype(np.int64)
-    tie = ((k[:, 1:] ^ k[:, :-1]) <= 1) if n > 1 else np.zeros((m, 0), dtype=bool)
-    start = np.zeros((m, n), dtype=np.int64)
-    start[:, 1:] = np.where(tie, 0, idx[1:])
-    np.maximum.accumulate(start, axis=1, out=start)
-    end = np.full((m, n), n - 1, dtype=np.int64)
-    end[:, :-1] = np.where(tie, n - 1, idx[:-1])
-    end = np.minimum.accumulate(end[:, ::-1], axis=1)[:, ::-1]
-    probe_incl = np.cumsum(is_probe, axis=1)
+    is_probe = (k & 1).astype(np.int32)
+    same = (k[:, 1:] ^ k[:, :-1]) <= 1  # positions j and j + 1 hold equal values
+    probe_incl = np.cumsum(is_probe, axis=1, dtype=np.int32)
     probe_excl = probe_incl - is_probe
-    clean_excl = idx - probe_excl
-    clean_below = np.take_along_axis(clean_excl, start, axis=1)  # clean values < x
-    v10 = (clean_below + clean_excl) / (2.0 * n0)  # probe: clean_excl counts clean values <= x
-    probe_upto = np.take_along_axis(probe_incl, end, axis=1)  # probe values <= x
-    v01 = (2 * n1 - probe_upto - probe_excl) / (2.0 * n1)
+    clean_excl = np.arange(n, dtype=np.int32) - probe_excl  # clean values <= x for a probe at j
+    first = np.ones((m, n), dtype=bool)  # first position of a run of equal values
+    first[:, 1:] = ~same
+    last = np.ones((m, n), dtype=bool)
+    last[:, :-1] = ~same
+    # the counts never decrease along a row, so a running max (min from the right) carries the
+    # count at the start (end) of each run of equal values to every position of the run
+    clean_below = np.maximum.accumulate(np.where(first, clean_excl, 0), axis=1)
+    probe_upto = np.minimum.accumulate(np.where(last, probe_incl, n1)[:, ::-1], axis=1)[:, ::-1]
+    mask = is_probe.astype(bool)  # every row holds n1 probes, so boolean indexing keeps the shape
+    v10 = (clean_below + clean_excl)[mask].reshape(m, n1) / (2.0 * n0)
+    v01 = (2 * n1 - probe_upto - probe_excl)[~mask].reshape(m, n0) / (2.0 * n1)
     return v10, v01
