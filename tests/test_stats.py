@@ -99,6 +99,16 @@ def test_auc_chunks_and_threads_agree():
     np.testing.assert_allclose(serial[cols] / (700 * 800), sklearn_auc(c[:, cols], p[:, cols]))
 
 
+def test_small_chunks_and_many_images(monkeypatch):
+    c, p = tied_data("mixed32", 30, 40, 50, seed=4)
+    whole_auc, whole_delong = auc(c, p), delong_variance(c, p)
+    monkeypatch.setattr(stats_rank, "CHUNK", 7)  # many chunks, a short last one
+    np.testing.assert_array_equal(auc(c, p), whole_auc)
+    np.testing.assert_allclose(delong_variance(c, p), whole_delong, rtol=1e-13)
+    c, p = tied_data("relu32", 3000, 3100, 4, seed=6)  # float64 position sums
+    assert np.abs(auc(c, p) - sklearn_auc(c, p)).max() <= 1e-9
+
+
 def test_auc_shapes_and_known_values():
     assert auc(np.array([0.0, 1.0]), np.array([1.0, 2.0])).tolist() == [0.875]
     assert auc(np.zeros((3, 2)), np.ones((2, 2))).tolist() == [1.0, 1.0]

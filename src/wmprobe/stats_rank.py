@@ -17,8 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-CHUNK = 256  # units sorted at a time: a chunk's keys stay in cache between the passes
-THREADS = min(4, os.cpu_count() or 1)  # threads for large AUC batches (numpy sorts without the GIL)
+CHUNK = 256  # most units sorted at a time: a chunk's keys stay in cache between the passes
+CHUNK_ELEMENTS = 1 << 19  # fewer units per chunk when there are many images
+# threads for large AUC batches: numpy sorts and ufuncs run without the GIL
+THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def chunk_units(n_rows: int) -> int:
+    """Units per chunk for ``n_rows`` images in all: buffers of about CHUNK_ELEMENTS keys."""
+    return max(1, min(CHUNK, CHUNK_ELEMENTS // max(n_rows, 1)))
+
 
 _SIGN = np.uint32(0x80000000)
 _INF32 = np.uint32(0x7F800000)  # bits of float32 +inf: smaller bits are finite, non-negative values
@@ -93,7 +101,7 @@ def _generic_keys(c: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def sorted_key_chunks(
-    clean: np.ndarray, probe: np.ndarray, chunk: int = CHUNK
+    clean: np.ndarray, probe: np.ndarray, chunk: int | None = None
 ) -> Iterator[tuple[slice, np.ndarray]]:
     """Yield ``(units, keys)``: ``keys[u, k] = 2 * v + label`` sorted along each row.
 
@@ -102,6 +110,7 @@ def sorted_key_chunks(
     chunk before asking for the next.
     """
     n0, n_units = clean.shape
+    chunk = chunk or chunk_units(n0 + probe.shape[0])
     fast = _float32_keys(clean, probe)
     buf = None if fast is None else np.empty((min(chunk, n_units), n0 + probe.shape[0]), fast[2])
     for a in range(0, n_units, chunk):
@@ -187,12 +196,13 @@ def u_statistics(clean: np.ndarray, probe: np.ndarray, threads: int | None = Non
     n0, n1, n_units = clean.shape[0], probe.shape[0], clean.shape[1]
     out = np.empty(n_units, dtype=np.float64)
     fast = _float32_keys(clean, probe)
-    chunks = [slice(a, min(a + CHUNK, n_units)) for a in range(0, n_units, CHUNK)]
+    step = chunk_units(n0 + n1)
+    chunks = [slice(a, min(a + step, n_units)) for a in range(0, n_units, step)]
 
     def work(part: list[slice]) -> None:
-        buf = None if fast is None else np.empty((CHUNK, n0 + n1), dtype=fast[2])
-        labels = np.empty((CHUNK, n0 + n1), dtype=np.float32)
-        scratch = None if buf is None else np.empty((CHUNK, n0 + n1 - 1), dtype=buf.dtype)
+        buf = None if fast is None else np.empty((step, n0 + n1), dtype=fast[2])
+        labels = np.empty((step, n0 + n1), dtype=np.float32)
+        scratch = None if buf is None else np.empty((step, n0 + n1 - 1), dtype=buf.dtype)
         for units in part:
             if fast is None:
                 k = _generic_keys(clean[:, units], probe[:, units])
