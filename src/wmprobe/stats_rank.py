@@ -32,7 +32,7 @@ _SIGN = np.uint32(0x80000000)
 _INF32 = np.uint32(0x7F800000)  # bits of float32 +inf: smaller bits are finite, non-negative values
 
 
-def as_matrix(x: np.ndarray, name: str) -> np.ndarray:
+def as_matrix(x: np.ndarray, name: str, check_finite: bool = True) -> np.ndarray:
     """``x`` as a 2-D float32 or float64 array ``[n_rows, n_units]``; 1-D means one unit."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiub":
@@ -49,19 +49,30 @@ def as_matrix(x: np.ndarray, name: str) -> np.ndarray:
         )
     if arr.shape[0] == 0:
         raise ValueError(f"Expected argument `{name}` to have at least one row but got 0")
-    if arr.dtype == np.float32 and arr.view(np.uint32).max(initial=0) < _INF32:
-        return arr  # one pass: finite and not negative
-    if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
-        raise ValueError(f"Expected argument `{name}` to be finite but it holds NaN or inf")
+    if check_finite:
+        _check_finite(arr, name)
     return arr
 
 
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    if arr.dtype == np.float32 and arr.view(np.uint32).max(initial=0) < _INF32:
+        return  # one pass: finite and not negative
+    if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+        raise ValueError(f"Expected argument `{name}` to be finite but it holds NaN or inf")
+
+
 def as_pair(
-    clean: np.ndarray, probe: np.ndarray, names: tuple[str, str] = ("clean", "probe")
+    clean: np.ndarray,
+    probe: np.ndarray,
+    names: tuple[str, str] = ("clean", "probe"),
+    check_finite: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Validate two activation matrices that must share their units (columns)."""
-    c = as_matrix(clean, names[0])
-    p = as_matrix(probe, names[1])
+    """Validate two activation matrices that must share their units (columns).
+
+    With ``check_finite=False`` the caller must check (``u_statistics(..., names=...)`` does).
+    """
+    c = as_matrix(clean, names[0], check_finite)
+    p = as_matrix(probe, names[1], check_finite)
     if c.shape[1] != p.shape[1]:
         raise ValueError(
             f"Expected arguments `{names[0]}` and `{names[1]}` to have the same number of units "
@@ -70,17 +81,29 @@ def as_pair(
     return c, p
 
 
-def _float32_keys(c: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, type] | None:
-    """Order-preserving uint32 images of the values and the key dtype, or None (not float32)."""
+def _float32_keys(
+    c: np.ndarray, p: np.ndarray, names: tuple[str, str] | None = None
+) -> tuple[np.ndarray, np.ndarray, type] | None:
+    """Order-preserving uint32 images of the values and the key dtype, or None (not float32).
+
+    With ``names``, also check that the values are finite (in the same passes where possible).
+    """
+    if c.dtype == np.float32 and p.dtype == np.float32:
+        cu, pu = c.view(np.uint32), p.view(np.uint32)
+        top = max(cu.max(initial=0), pu.max(initial=0))
+        if top < _INF32:
+            return cu, pu, np.uint32  # finite, no sign bit: the bits sort like the values
+    if names is not None:
+        _check_finite(c, names[0])
+        _check_finite(p, names[1])
     if c.dtype == np.float64 or p.dtype == np.float64:
         with np.errstate(over="ignore"):
             c32, p32 = c.astype(np.float32), p.astype(np.float32)
         if not (np.array_equal(c32, c) and np.array_equal(p32, p)):
             return None
         c, p = c32, p32
-    cu, pu = c.view(np.uint32), p.view(np.uint32)
-    if max(cu.max(initial=0), pu.max(initial=0)) < _SIGN:
-        return cu, pu, np.uint32  # no sign bit set: the bits sort like the values, 31 bits
+        if max(c.view(np.uint32).max(initial=0), p.view(np.uint32).max(initial=0)) < _SIGN:
+            return c.view(np.uint32), p.view(np.uint32), np.uint32
     keys = []
     for x in (c, p):
         u = (x + np.float32(0.0)).view(np.uint32)  # -0.0 becomes +0.0: they compare equal
@@ -191,11 +214,19 @@ def u_from_sorted(
     return pos_sum - n1 * (n1 - 1) / 2.0 - 0.5 * _tie_pairs(k, scratch)
 
 
-def u_statistics(clean: np.ndarray, probe: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """U statistic of every unit of two validated matrices, chunks spread over a few threads."""
+def u_statistics(
+    clean: np.ndarray,
+    probe: np.ndarray,
+    threads: int | None = None,
+    names: tuple[str, str] | None = None,
+) -> np.ndarray:
+    """U statistic of every unit of two matrices from :func:`as_pair`, over a few threads.
+
+    ``names``: check finiteness too (for matrices validated with ``check_finite=False``).
+    """
     n0, n1, n_units = clean.shape[0], probe.shape[0], clean.shape[1]
     out = np.empty(n_units, dtype=np.float64)
-    fast = _float32_keys(clean, probe)
+    fast = _float32_keys(clean, probe, names)
     step = chunk_units(n0 + n1)
     chunks = [slice(a, min(a + step, n_units)) for a in range(0, n_units, step)]
 
