@@ -43,3 +43,11 @@ class ArtifactDoesNotFitError(WmprobeError):
 
 class LayerError(WmprobeError):
     """A layer name that a model does not have."""
+
+
+class GateError(WmprobeError):
+    """A ``--fail-if`` gate that cannot be used (bad syntax, or it matches nothing in the table)."""
+
+
+class GateSyntaxError(GateError, ValueError):
+    """A ``--fail-if`` expression that does not follow the gate grammar."""
