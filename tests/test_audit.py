@@ -3,8 +3,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from wmprobe.audit import TABLE_COLUMNS, audit
+from wmprobe.audit import audit
 from wmprobe.errors import ImageFolderError, UnknownScenarioError
+from wmprobe.tables import TABLE_COLUMNS
 
 from .conftest import IMAGENET_SAMPLES, needs_imagenet_samples
 

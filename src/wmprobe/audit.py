@@ -9,21 +9,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import __version__
-from .activations import CLEAN, LAYERS, Activations, extract
+from .activations import LAYERS, Activations, extract
 from .artifacts import PAPER_SCENARIOS
 from .images import ImageSet, scan_folder
 from .models import load_model
 from .probes import Scenario
-from .stats import auc, differentiability
+from .tables import audit_table, class_table, null_thresholds, output_summary, stability_table
 
 #: The paper's thresholds on d.
 THRESHOLDS = (0.7, 0.8, 0.9, 0.95)
 
-TABLE_COLUMNS = ["model", "layer", "scenario", "unit", "class_name", "auc", "d"]
+__all__ = ["THRESHOLDS", "AuditResult", "audit"]
 
 
 @dataclass
@@ -36,14 +35,22 @@ class AuditResult:
     images: ImageSet
     config: dict = field(default_factory=dict)
     seconds: float = 0.0
+    outputs: pd.DataFrame | None = None
+    classes: pd.DataFrame | None = None
+    stability: pd.DataFrame | None = None
 
     def counts(self, thresholds: Sequence[float] = THRESHOLDS) -> pd.DataFrame:
         """Per scenario and layer: the number of units and how many have d above each threshold."""
         rows = []
+        null = null_thresholds(self.table)
         for (scenario, layer), group in self.table.groupby(["scenario", "layer"], sort=False):
             row = {"scenario": scenario, "layer": layer, "units": len(group)}
             for t in thresholds:
                 row[f"d>{t}"] = int((group["d"] > t).sum())
+            row["q<0.05"] = int((group["q"] < 0.05).sum())
+            if layer in null:
+                row["null_thr"] = round(null[layer], 4)
+                row["d>null_thr"] = int(group["calibrated"].fillna(False).sum())
             row["max_d"] = float(group["d"].max())
             rows.append(row)
         return pd.DataFrame(rows)
@@ -75,19 +82,30 @@ class AuditResult:
         return format_summary(self)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write units.parquet, units.csv, counts.csv, summary.txt and run.json to ``out_dir``."""
+        """Write the tables (units, counts, outputs, classes, stability), summary.txt and run.json.
+
+        run.json is written last: a folder with run.json holds a complete audit.
+        """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "units.parquet": out / "units.parquet",
-            "units.csv": out / "units.csv",
-            "counts.csv": out / "counts.csv",
-            "summary.txt": out / "summary.txt",
-            "run.json": out / "run.json",
-        }
+        paths = {name: out / name for name in (
+            "units.parquet", "units.csv", "counts.csv", "outputs.csv", "classes.parquet",
+            "stability.csv", "summary.txt", "run.json",
+        )}  # fmt: skip
         _atomic_write(paths["units.parquet"], lambda p: self.table.to_parquet(p, index=False))
         _atomic_write(paths["units.csv"], lambda p: self.table.to_csv(p, index=False))
         _atomic_write(paths["counts.csv"], lambda p: self.counts().to_csv(p, index=False))
+        for name, frame in (
+            ("outputs.csv", self.outputs),
+            ("classes.parquet", self.classes),
+            ("stability.csv", self.stability),
+        ):
+            if frame is None:
+                paths.pop(name)
+            elif name.endswith(".parquet"):
+                _atomic_write(paths[name], lambda p, f=frame: f.to_parquet(p, index=False))
+            else:
+                _atomic_write(paths[name], lambda p, f=frame: f.to_csv(p, index=False))
         _atomic_write(paths["summary.txt"], lambda p: Path(p).write_text(self.summary() + "\n"))
         manifest = {
             **self.config,
@@ -108,31 +126,6 @@ def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     tmp.replace(path)
-
-
-def unit_table(acts: Activations, class_names: Sequence[str]) -> pd.DataFrame:
-    """The per-unit table: AUC and d of every unit of every layer for every scenario."""
-    frames = []
-    for layer, values in acts.values.items():
-        clean = values[:, acts.variants.index(CLEAN), :]
-        for scenario in acts.variants[1:]:
-            a = auc(clean, acts.get(layer, scenario))
-            units = np.arange(a.shape[0])
-            names = [class_names[u] for u in units] if layer == "logits" else [""] * len(units)
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "model": acts.model,
-                        "layer": layer,
-                        "scenario": scenario,
-                        "unit": units,
-                        "class_name": names,
-                        "auc": a,
-                        "d": differentiability(a),
-                    }
-                )
-            )
-    return pd.concat(frames, ignore_index=True)[TABLE_COLUMNS]
 
 
 def audit(
@@ -195,7 +188,8 @@ def audit(
         "keep_watermarked": keep_watermarked,
         "device": str(loaded.device),
     }
-    table = unit_table(acts, loaded.class_names)
+    table = audit_table(acts, loaded.class_names)
+    has_logits = "logits" in acts.values
     return AuditResult(
         model=model,
         table=table,
@@ -203,4 +197,7 @@ def audit(
         images=image_set,
         config=config,
         seconds=time.perf_counter() - start,
+        outputs=output_summary(acts, loaded.class_names) if has_logits else None,
+        classes=class_table(acts, loaded.class_names) if has_logits else None,
+        stability=stability_table(acts, seed=seed),
     )

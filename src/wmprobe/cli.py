@@ -108,6 +108,12 @@ def main() -> None:
     type=click.IntRange(min=0),
     help="DataLoader workers for reading and drawing (default: half the CPUs).",
 )
+@click.option(
+    "--fail-if",
+    "fail_if",
+    multiple=True,
+    help="Exit with status 3 when a gate trips, e.g. 'features:d>0.9:count>10'.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly
 def audit(
@@ -124,12 +130,15 @@ def audit(
     device,
     batch_size,
     workers,
+    fail_if,
     quiet,
 ) -> None:
     """Measure how well each unit of a model tells clean from watermarked images.
 
-    Writes units.parquet and units.csv (model, layer, scenario, unit, class_name, auc, d),
-    counts.csv, summary.txt and run.json to --out, and prints the summary.
+    Writes units.parquet and units.csv (model, layer, scenario, unit, class_name, auc, d, DeLong
+    interval, p, BH q, paired effect, null and placebo columns), counts.csv, outputs.csv,
+    classes.parquet, stability.csv, summary.txt and run.json to --out, and prints the summary.
+    With --fail-if, exits with status 3 when a gate trips (for CI).
 
     Example:
 
@@ -137,7 +146,9 @@ def audit(
         --scenarios chinese,latin,hindi,numerals --out RUN
     """
     from .audit import audit as run_audit
+    from .gate import any_tripped, evaluate_gates, parse_gate
 
+    gates = parse_gate(list(fail_if)) if fail_if else []  # bad syntax fails before any work
     result = run_audit(
         images,
         model=model,
@@ -156,6 +167,13 @@ def audit(
     paths = result.save(out)
     click.echo(result.summary())
     click.echo(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    if gates:
+        results = evaluate_gates(gates, result.table)
+        for r in results:
+            click.echo(str(r))
+        if any_tripped(results):
+            click.echo("audit gate tripped (--fail-if)", err=True)
+            sys.exit(3)
 
 
 @main.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from .audit import AuditResult
 
@@ -30,9 +32,14 @@ def format_summary(result: AuditResult, top_k: int = 5) -> str:
         for scenario, group in top.groupby("scenario", sort=False):
             items = ", ".join(f"{r.class_name} ({r.auc:.3f})" for r in group.itertuples())
             lines.append(f"  {scenario}: {items}")
-    accuracy = result.accuracy()
-    if accuracy is not None:
-        items = ", ".join(f"{r.variant} {100 * r.top1:.1f}%" for r in accuracy.itertuples())
-        lines += ["", f"top-1 accuracy: {items}"]
+    outputs = result.outputs
+    if outputs is not None and len(outputs) and outputs["acc_clean"].notna().all():
+        lines += ["", "predictions (top-1 %, in_w_gap = probe - clean; flips: share of images):"]
+        for r in outputs.itertuples():
+            carton = "" if np.isnan(r.carton_gap) else f", carton_gap {r.carton_gap:+.1f}"
+            lines.append(
+                f"  {r.scenario}: clean {r.acc_clean:.1f}, probe {r.acc_probe:.1f}, "
+                f"in_w_gap {r.in_w_gap:+.1f}{carton}; flips to {r.top_flips or 'none'}"
+            )
     lines += ["", f"took {result.seconds:.1f} s"]
     return "\n".join(lines)
