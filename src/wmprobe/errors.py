@@ -39,3 +39,19 @@ class ArtifactDoesNotFitError(WmprobeError):
 
 class LayerError(WmprobeError):
     """A layer name that a model does not have."""
+
+
+class ScenarioSpecError(WmprobeError, ValueError):
+    """A scenario specification (Python arguments or a TOML spec file) that cannot be used."""
+
+
+class OptionalDependencyError(WmprobeError, ImportError):
+    """A feature needs an optional package that is not installed; the message says how to get it."""
+
+
+class ProbeFolderError(WmprobeError):
+    """A folder of ready-made probe images that cannot be paired with the clean images."""
+
+
+class InvalidArgumentError(WmprobeError, ValueError):
+    """An argument outside the values it can take (the message says which are allowed)."""
