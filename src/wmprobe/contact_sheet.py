@@ -68,7 +68,8 @@ def contact_sheet(
             caption = _fit(captions[g], font, group_w)
             draw.text((x0 + 2, y0 + thumb + 2), caption, font=font, fill=(60, 60, 60))
     if palette:
-        return sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        colours = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        return sheet.quantize(palette=colours, dither=Image.Dither.FLOYDSTEINBERG)
     return sheet
 
 
