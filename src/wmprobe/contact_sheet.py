@@ -31,7 +31,7 @@ def contact_sheet(
     Example:
         >>> a, b = Image.new("RGB", (224, 224)), Image.new("RGB", (224, 224), "white")
         >>> contact_sheet([[a, b]], captions=["x"], titles=["clean", "probe"]).size
-        (328, 196)
+        (338, 206)
     """
     if not rows or not all(rows):
         raise InvalidArgumentError("Expected argument `rows` to hold at least one image group")
