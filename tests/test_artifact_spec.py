@@ -254,3 +254,17 @@ def test_spec_hash_is_stable_and_sensitive(spec_file, tmp_path):
     Image.new("RGBA", (30, 10), (0, 255, 0, 200)).save(tmp_path / "logo.png")
     c = {s.name: s.spec_hash() for s in load_spec_file(spec_file)}
     assert c["logo"] != a["logo"] and c["url@position=0.5x0.5"] == a["url@position=0.5x0.5"]
+
+
+def test_spec_font_files_are_relative_to_the_spec_and_hashed_by_content(tmp_path):
+    from wmprobe.artifacts import font_path
+
+    (tmp_path / "own.ttf").write_bytes(font_path("serif").read_bytes())
+    spec = tmp_path / "s.toml"
+    spec.write_text('[scenarios.own_font]\ntext = "Hello"\nfont = "own.ttf"\n')
+    (scenario,) = load_spec_file(spec)
+    assert scenario.artifact.font == str(tmp_path / "own.ttf")
+    assert scenario.draw(_grey(), seed=0, image_id="a").bbox is not None
+    before = scenario.spec_hash()
+    (tmp_path / "own.ttf").write_bytes(font_path("devanagari").read_bytes())
+    assert scenario.spec_hash() != before

@@ -12,6 +12,8 @@ One table per scenario under ``[scenarios.NAME]``; its keys are the artifact's f
 * ``placebos``: a list among ``box``, ``noise``, ``blur``: adds ``NAME+placebo_box`` etc.;
 * ``description``: free text.
 
+Files (``image``, a ``font`` that is not a family name) are relative to the spec file.
+
 A list where one value is expected is a sweep: one scenario per value, named
 ``NAME@key=value`` (several swept keys: every combination, ``NAME@a=1@b=2``), all sharing the
 table's stream, so a dose-response curve compares the same strings at each dose. Colours
@@ -50,6 +52,7 @@ from .artifacts import (
     NullArtifact,
     TextArtifact,
 )
+from .artifacts.fonts import FAMILIES
 from .errors import ScenarioSpecError, UnknownScenarioError
 from .probes import Scenario, with_modifiers
 
@@ -189,9 +192,10 @@ def _one(
     stream: Any,
 ) -> Scenario:
     fields = {k: v for k, v in values.items() if k not in SCENARIO_KEYS}
-    if kind == "image" and "image" in fields:
-        image = Path(str(fields["image"])).expanduser()
-        fields["image"] = image if image.is_absolute() else base_dir / image
+    for key in ("image", "font"):  # files named in the spec are relative to the spec file
+        if key in fields and isinstance(fields[key], str) and fields[key] not in FAMILIES:
+            path = Path(fields[key]).expanduser()
+            fields[key] = str(path if path.is_absolute() else base_dir / path)
     if fields or "description" in values:
         fields["description"] = str(values.get("description", ""))
     if base is not None:
