@@ -11,12 +11,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .activations import Activations, extract
-from .artifacts import PRESETS, TextArtifact
+from .artifacts import PRESETS, ImageOverlay, TextArtifact
 from .audit import THRESHOLDS, AuditResult, audit
 from .errors import WmprobeError
+from .generate import generate
 from .images import ImageSet, load_frame, scan_folder
+from .manifest import read_manifest
 from .models import list_models, load_model
-from .probes import Scenario
+from .probes import Scenario, resolve_scenarios
 from .stats import auc, differentiability
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "THRESHOLDS",
     "Activations",
     "AuditResult",
+    "ImageOverlay",
     "ImageSet",
     "Scenario",
     "TextArtifact",
@@ -32,8 +35,11 @@ __all__ = [
     "auc",
     "differentiability",
     "extract",
+    "generate",
     "list_models",
     "load_frame",
     "load_model",
+    "read_manifest",
+    "resolve_scenarios",
     "scan_folder",
 ]

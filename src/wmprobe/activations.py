@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .errors import LayerError
-from .images import ImageRecord, load_frame
+from .images import ImageRecord, jpeg_roundtrip, load_frame
 from .models import LoadedModel
 from .probes import Scenario
 
@@ -45,10 +45,17 @@ class Activations:
 class _ProbeDataset(Dataset):
     """Item i: the clean frame of image i and its probe for every scenario, as uint8 tensors."""
 
-    def __init__(self, records: Sequence[ImageRecord], scenarios: Sequence[Scenario], seed: int):
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        scenarios: Sequence[Scenario],
+        seed: int,
+        jpeg_quality: int | None = None,
+    ):
         self.records = list(records)
         self.scenarios = list(scenarios)
         self.seed = seed
+        self.jpeg_quality = jpeg_quality
 
     def __len__(self) -> int:
         return len(self.records)
@@ -64,6 +71,8 @@ class _ProbeDataset(Dataset):
             drawn = scenario.draw(frame, seed=self.seed, image_id=record.image_id)
             frames.append(drawn.image)
             texts.append(drawn.text)
+        if self.jpeg_quality is not None:  # both sides alike: after drawing, as load_frame does
+            frames = [jpeg_roundtrip(f, self.jpeg_quality) for f in frames]
         pixels = np.stack([np.asarray(f, dtype=np.uint8) for f in frames]).transpose(0, 3, 1, 2)
         return {"index": index, "pixels": torch.from_numpy(pixels), "texts": texts}
 
@@ -110,10 +119,13 @@ def extract(
     batch_size: int = 16,
     num_workers: int | None = None,
     progress: bool = True,
+    jpeg_quality: int | None = None,
 ) -> Activations:
     """Run ``model`` once over every image and its probes; all requested layers in one pass.
 
     Images that cannot be read are skipped and listed in ``Activations.skipped`` with the reason.
+    With ``jpeg_quality`` the clean frame and every probe (after drawing) are JPEG-encoded at that
+    quality and decoded, both sides alike.
     """
     for layer in layers:
         if layer not in LAYERS:
@@ -124,7 +136,7 @@ def extract(
     n = len(records)
     workers = default_workers() if num_workers is None else num_workers
     loader = DataLoader(
-        _ProbeDataset(records, scenarios, seed),
+        _ProbeDataset(records, scenarios, seed, jpeg_quality),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -14,9 +15,11 @@ import pandas as pd
 from . import __version__
 from .activations import LAYERS, Activations, extract
 from .artifacts import PAPER_SCENARIOS
-from .images import ImageSet, scan_folder
+from .errors import ImageFolderError, ScenarioSpecError
+from .images import ImageSet, check_jpeg_quality, scan_folder
 from .models import load_model
-from .probes import Scenario
+from .probe_folder import FolderScenario
+from .probes import Scenario, resolve_scenarios
 from .tables import audit_table, class_table, null_thresholds, output_summary, stability_table
 
 #: The paper's thresholds on d.
@@ -128,11 +131,50 @@ def _atomic_write(path: Path, write) -> None:
     tmp.replace(path)
 
 
+def _resolve(scenarios: Sequence[str | Scenario]) -> list[Scenario]:
+    items = list(scenarios)
+    if all(isinstance(s, str) for s in items):
+        return resolve_scenarios(items)  # type: ignore[arg-type]
+    out: list[Scenario] = []
+    for item in items:
+        out += [item] if isinstance(item, Scenario) else resolve_scenarios([item])
+    names = [s.name for s in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ScenarioSpecError(
+            f"Scenario(s) {', '.join(twice)} given twice; names must be unique in one run."
+        )
+    return out
+
+
+def _pair_probe_folders(
+    image_set: ImageSet, probe_sets: Sequence[Scenario]
+) -> tuple[ImageSet, dict[str, int]]:
+    """Leave out the clean images that a probe folder lacks; count probes with no clean image."""
+    folders = [s for s in probe_sets if isinstance(s, FolderScenario)]
+    if not folders:
+        return image_set, {}
+    ids = [r.image_id for r in image_set.records]
+    excluded = dict(image_set.excluded)
+    unpaired: dict[str, int] = {}
+    for scenario in folders:
+        for image_id in scenario.missing(ids):
+            excluded.setdefault(image_id, f"no probe in {scenario.name}")
+        unpaired[scenario.name] = len(scenario.unpaired(ids))
+    records = [r for r in image_set.records if r.image_id not in excluded]
+    if not records:
+        raise ImageFolderError(
+            f"No clean image has a partner in {', '.join(s.name for s in folders)}: a probe "
+            "file pairs with the clean image of the same relative path and name (any suffix)."
+        )
+    return dataclasses.replace(image_set, records=records, excluded=excluded), unpaired
+
+
 def audit(
     images: str | Path | ImageSet,
     *,
     model: str = "efficientnet_lite0",
-    scenarios: Sequence[str] = PAPER_SCENARIOS,
+    scenarios: Sequence[str | Scenario] = PAPER_SCENARIOS,
     layers: Sequence[str] = LAYERS,
     seed: int = 0,
     limit: int | None = None,
@@ -143,8 +185,14 @@ def audit(
     batch_size: int = 16,
     num_workers: int | None = None,
     progress: bool = True,
+    jpeg_quality: int | None = None,
 ) -> AuditResult:
     """Audit one model: how well each of its units tells clean images from watermarked ones.
+
+    ``scenarios`` are names that :func:`wmprobe.probes.resolve_scenarios` understands (presets
+    with modifiers, ``FILE.toml``, ``folder:PATH``) or :class:`Scenario` objects. With
+    ``jpeg_quality`` both sides are JPEG-encoded at that quality (probes after drawing). Clean
+    images without a partner in a probe folder are left out and listed in ``images.excluded``.
 
     Example:
         >>> result = audit("../shared/data/imagenet-samples", limit=20)  # doctest: +SKIP
@@ -153,12 +201,15 @@ def audit(
     start = time.perf_counter()
     if not scenarios:
         raise ValueError("Expected argument `scenarios` to name at least one scenario but got none")
-    probe_sets = [Scenario.preset(name) for name in scenarios]  # unknown names fail before work
+    if jpeg_quality is not None:
+        check_jpeg_quality(jpeg_quality)
+    probe_sets = _resolve(scenarios)  # unknown names, bad files, missing packages: fail now
     image_set = (
         images
         if isinstance(images, ImageSet)
         else scan_folder(images, keep_watermarked=keep_watermarked, limit=limit)
     )
+    image_set, unpaired = _pair_probe_folders(image_set, probe_sets)
     loaded = load_model(model, pretrained=pretrained, device=device, allow_download=allow_download)
     acts = extract(
         loaded,
@@ -169,10 +220,9 @@ def audit(
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
+        jpeg_quality=jpeg_quality,
     )
     if not acts.image_ids:
-        from .errors import ImageFolderError
-
         raise ImageFolderError(
             f"None of the {len(image_set)} images could be read; first reasons: "
             + "; ".join(list(acts.skipped.values())[:3])
@@ -181,7 +231,10 @@ def audit(
         "model": model,
         "pretrained": pretrained,
         "images": str(image_set.root),
-        "scenarios": list(scenarios),
+        "scenarios": [s.name for s in probe_sets],
+        "scenario_specs": {s.name: s.spec_hash() for s in probe_sets},
+        "probes_without_clean_image": unpaired,
+        "jpeg_quality": jpeg_quality,
         "layers": list(layers),
         "seed": seed,
         "limit": limit,

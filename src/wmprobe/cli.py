@@ -68,7 +68,8 @@ def main() -> None:
     "--scenarios",
     default="chinese,latin,hindi,numerals",
     show_default=True,
-    help="Comma-separated scenarios (see `wmprobe scenarios`).",
+    help="Comma-separated: presets (with +placebo_box, +jpeg_probe, ...), FILE.toml spec files, "
+    "folder:PATH probe folders (see `wmprobe scenarios`).",
 )
 @click.option(
     "--layers",
@@ -109,6 +110,12 @@ def main() -> None:
     help="DataLoader workers for reading and drawing (default: half the CPUs).",
 )
 @click.option(
+    "--jpeg-quality",
+    default=None,
+    type=click.IntRange(1, 95),
+    help="JPEG-encode both sides alike at this quality (probes after drawing).",
+)
+@click.option(
     "--fail-if",
     "fail_if",
     multiple=True,
@@ -130,6 +137,7 @@ def audit(
     device,
     batch_size,
     workers,
+    jpeg_quality,
     fail_if,
     quiet,
 ) -> None:
@@ -143,7 +151,7 @@ def audit(
     Example:
 
         wmprobe audit --model efficientnet_lite0 --images ../shared/data/imagenet-samples
-        --scenarios chinese,latin,hindi,numerals --out RUN
+        --scenarios null,null+jpeg_probe,chinese,chinese+placebo_box,my_spec.toml --out RUN
     """
     from .audit import audit as run_audit
     from .gate import any_tripped, evaluate_gates, parse_gate
@@ -163,6 +171,7 @@ def audit(
         batch_size=batch_size,
         num_workers=workers,
         progress=not quiet,
+        jpeg_quality=jpeg_quality,
     )
     paths = result.save(out)
     click.echo(result.summary())
@@ -219,20 +228,113 @@ def download(dataset: str, dest: Path, url: str | None, sha256: str | None) -> N
 
 
 @main.command()
-def scenarios() -> None:
-    """List the named scenarios (artifacts drawn on the images).
+@click.option(
+    "--spec",
+    "spec",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="List the scenarios a TOML spec file defines (sweeps expanded), with their hashes.",
+)
+@_friendly
+def scenarios(spec: Path | None) -> None:
+    """List the named scenarios (artifacts drawn on the images), or those of a spec file.
+
+    Presets take modifiers: NAME+placebo_box, +placebo_noise, +placebo_blur (the text's box
+    filled with something that is not text) and NAME+jpeg_probe (the probe side alone
+    JPEG-encoded at quality 75, as the paper's generator did; +jpeg_probe_qN for quality N).
+    --scenarios also takes FILE.toml (every scenario it defines) and folder:PATH (ready-made
+    probe images, paired with the clean images by relative path and name).
 
     Example:
 
-        wmprobe scenarios
+        wmprobe scenarios --spec my_spec.toml
     """
-    from .artifacts import PRESETS
+    from .probes import catalog, resolve_scenarios
 
-    for name, artifact in PRESETS.items():
-        chars = "".join(artifact.charset)
-        click.echo(
-            f"{name:10s} {artifact.length} of {chars} at {artifact.size}px ({artifact.font})"
-        )
+    if spec is not None:
+        for scenario in resolve_scenarios([str(spec)]):
+            click.echo(f"{scenario.name:32s} {scenario.spec_hash()[:12]}  {scenario.describe()}")
+        return
+    for name, description in catalog():
+        click.echo(f"{name:26s} {description}")
+    click.echo(
+        "\nAlso: NAME+jpeg_probe_qN (probe side alone at JPEG quality N), FILE.toml "
+        "(a spec file), folder:PATH (a folder of probe images)."
+    )
+
+
+@main.command()
+@click.option(
+    "--scenario",
+    "scenario",
+    required=True,
+    help="A preset (with modifiers) or a FILE.toml (each of its scenarios in OUT/NAME).",
+)
+@click.option(
+    "--images",
+    "images",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of baseline images (searched recursively).",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder for probes/, manifest.jsonl, probe_set.json and contact_sheet.png.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the probe set.")
+@click.option(
+    "--limit",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Use only the first N images.",
+)
+@click.option(
+    "--keep-watermarked",
+    is_flag=True,
+    help="Keep the two ImageNet samples that already carry Chinese watermarks.",
+)
+@click.option(
+    "--format",
+    "image_format",
+    default="png",
+    show_default=True,
+    type=click.Choice(["png", "jpeg"]),
+    help="Probe image format: png is lossless; jpeg is written at quality 75.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly
+def generate(scenario, images, out, seed, limit, keep_watermarked, image_format, quiet) -> None:
+    """Draw a probe set and write it: probe images, a manifest and a contact sheet.
+
+    Each image is drawn from (seed, image id, scenario) alone; the folder can be audited
+    again with --scenarios folder:OUT.
+
+    Example:
+
+        wmprobe generate --scenario chinese --images ../shared/data/imagenet-samples
+        --out probes/chinese --limit 50
+    """
+    from .generate import generate as run_generate
+
+    for result in run_generate(
+        scenario,
+        images,
+        out,
+        seed=seed,
+        limit=limit,
+        keep_watermarked=keep_watermarked,
+        image_format=image_format,
+        progress=not quiet,
+    ):
+        line = f"{result.scenario}: {len(result.rows)} probes in {result.out}"
+        if result.skipped:
+            line += f"; skipped {len(result.skipped)} unreadable image(s) (see probe_set.json)"
+        if result.excluded:
+            line += f"; left out {len(result.excluded)} image(s) (see probe_set.json)"
+        click.echo(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

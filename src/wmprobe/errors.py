@@ -51,3 +51,19 @@ class GateError(WmprobeError):
 
 class GateSyntaxError(GateError, ValueError):
     """A ``--fail-if`` expression that does not follow the gate grammar."""
+
+
+class ScenarioSpecError(WmprobeError, ValueError):
+    """A scenario specification (Python arguments or a TOML spec file) that cannot be used."""
+
+
+class OptionalDependencyError(WmprobeError, ImportError):
+    """A feature needs an optional package that is not installed; the message says how to get it."""
+
+
+class ProbeFolderError(WmprobeError):
+    """A folder of ready-made probe images that cannot be paired with the clean images."""
+
+
+class InvalidArgumentError(WmprobeError, ValueError):
+    """An argument outside the values it can take (the message says which are allowed)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from .errors import BadImageError, ImageFolderError
+from .errors import BadImageError, ImageFolderError, InvalidArgumentError
 
 #: File name endings read as images (case-insensitive).
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -110,13 +111,51 @@ def scan_folder(
     return ImageSet(root=root, records=records, excluded=excluded, is_imagenet_samples=is_samples)
 
 
-def load_frame(path: str | Path, size: int = FRAME_SIZE) -> Image.Image:
+def load_frame(
+    path: str | Path, size: int = FRAME_SIZE, *, jpeg_quality: int | None = None
+) -> Image.Image:
     """Read an image as RGB and bring it to ``size`` x ``size``: shorter side resized, centre crop.
 
     The EXIF orientation is applied first. Transparent images are laid on black. Images whose
     shorter side is under ``MIN_SIDE`` px raise ``BadImageError``; very large JPEGs are decoded at
-    a reduced scale (still at least 4x the frame).
+    a reduced scale (still at least 4x the frame). With ``jpeg_quality`` the frame is then
+    JPEG-encoded at that quality and decoded (as the clean side of a both-sides re-encoding:
+    probes are drawn on the frame *before* this step and re-encoded alike, see
+    :func:`jpeg_roundtrip`).
     """
+    frame = _frame(path, size)
+    return frame if jpeg_quality is None else jpeg_roundtrip(frame, jpeg_quality)
+
+
+def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
+    """``image`` encoded as JPEG at ``quality`` (1-95; PIL's default is 75) and decoded, as RGB.
+
+    Other encoder settings are PIL's defaults (4:2:0 chroma subsampling, no optimisation), so
+    equal inputs give equal outputs.
+
+    Example:
+        >>> im = jpeg_roundtrip(Image.new("RGB", (16, 16), (200, 30, 30)), 75)
+        >>> im.size, im.mode
+        ((16, 16), 'RGB')
+    """
+    check_jpeg_quality(quality)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")
+
+
+def check_jpeg_quality(quality: object, name: str = "jpeg_quality") -> int:
+    """``quality`` if it is an integer JPEG quality in [1, 95]; else InvalidArgumentError."""
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 95:
+        raise InvalidArgumentError(
+            f"Expected argument `{name}` to be an integer in [1, 95] but got {quality!r}"
+        )
+    return quality
+
+
+def _frame(path: str | Path, size: int) -> Image.Image:
     with warnings.catch_warnings():
         # Large images are handled on purpose; over twice PIL's limit, open() raises instead.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

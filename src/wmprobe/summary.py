@@ -19,7 +19,9 @@ def format_summary(result: AuditResult, top_k: int = 5) -> str:
     ]
     if result.images.excluded:
         lines.append(f"left out {len(result.images.excluded)} image(s):")
-        lines += [f"  {i}: {why}" for i, why in result.images.excluded.items()]
+        lines += [f"  {i}: {why}" for i, why in list(result.images.excluded.items())[:20]]
+        if len(result.images.excluded) > 20:
+            lines.append(f"  ... and {len(result.images.excluded) - 20} more (see run.json)")
     if acts.skipped:
         lines.append(f"skipped {len(acts.skipped)} unreadable image(s):")
         lines += [f"  {i}: {why}" for i, why in list(acts.skipped.items())[:20]]

@@ -1,12 +1,19 @@
-"""The named artifacts (scenarios) of the paper."""
+"""The named artifacts: the paper's four scripts, ImageNet-W's watermark and the null (nothing)."""
 
 from __future__ import annotations
 
+import difflib
+
 from ..errors import UnknownScenarioError
+from .base import Artifact, NullArtifact
 from .charsets import CHARSETS
+from .imagenet_w import ImageNetWArtifact
 from .text import TextArtifact
 
-PRESETS: dict[str, TextArtifact] = {
+#: The paper's four scenarios, in its order.
+PAPER_SCENARIOS = ("chinese", "latin", "hindi", "numerals")
+
+PRESETS: dict[str, Artifact] = {
     "chinese": TextArtifact(
         CHARSETS["chinese"], font="cjk", description="7 frequent Chinese chars"
     ),
@@ -15,17 +22,29 @@ PRESETS: dict[str, TextArtifact] = {
         CHARSETS["hindi"], font="devanagari", description="7 frequent Devanagari symbols, shaped"
     ),
     "numerals": TextArtifact(CHARSETS["numerals"], font="serif", description="7 digits 0-9"),
+    "imagenet_w": ImageNetWArtifact(
+        description="ImageNet-W's watermark '捷径捷径捷径' at opacity 0.5, drawn by the "
+        "imagenet-w package (optional extra)"
+    ),
+    "null": NullArtifact(),
 }
-
-#: The paper's four scenarios, in its order.
-PAPER_SCENARIOS = ("chinese", "latin", "hindi", "numerals")
+"""Every named artifact. The paper's four: 7 symbols, 30 px, white, opaque, fully visible."""
 
 
-def get_artifact(name: str) -> TextArtifact:
-    """The artifact of a named scenario; see ``wmprobe scenarios`` for the names."""
+def get_artifact(name: str) -> Artifact:
+    """The artifact of a named preset; see ``wmprobe scenarios`` for the names."""
     try:
         return PRESETS[name]
     except KeyError:
-        raise UnknownScenarioError(
-            f"Unknown scenario {name!r}; known: {', '.join(PRESETS)} (see `wmprobe scenarios`)."
-        ) from None
+        raise UnknownScenarioError(unknown_message(name, list(PRESETS))) from None
+
+
+def unknown_message(name: str, known: list[str]) -> str:
+    """The error text for an unknown scenario name: close matches, the presets, and the command."""
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return (
+        f"Unknown scenario {name!r}.{hint} Presets: {', '.join(PRESETS)}; each text preset also "
+        f"as NAME+placebo_box, +placebo_noise, +placebo_blur; any as NAME+jpeg_probe; a spec file "
+        f"FILE.toml; a probe folder folder:PATH (see `wmprobe scenarios`)."
+    )
