@@ -60,7 +60,35 @@ def test_the_planted_detector_is_found_and_the_others_are_not(noise_dir):
     assert (feats.loc[1:, "q"] >= 0.05).all()
     assert (feats["ci_low"] <= feats["auc"]).all() and (feats["auc"] <= feats["ci_high"]).all()
     assert feats.loc[0, "mean_diff"] > 0 and feats.loc[0, "wilcoxon_p"] < 1e-6
-    assert feats["calibrated"].isna().all()  # no null scenario audited
+    assert feats.loc[0, "calibrated"] and not feats.loc[1:, "calibrated"].any()
+    assert 0.5 < feats["null_threshold"].iloc[0] < 0.95
+
+
+def test_placebo_tells_a_white_detector_from_a_text_detector(noise_dir):
+    # Unit 0 counts white pixels: the text raises it, but a white box in the text's place raises
+    # it further, so it is a detector of white occlusion, not of writing.
+    result = audit(
+        noise_dir,
+        model="planted_detector",
+        scenarios=["latin", "latin+placebo_box", "latin+placebo_noise"],
+        progress=False,
+        num_workers=0,
+    )
+    t = result.table
+    unit0 = t[(t.layer == "features") & (t.unit == 0) & (t.scenario == "latin")].iloc[0]
+    assert unit0["q"] < 0.05 and unit0["placebo_d"] < 0.5
+    assert not unit0["text_detector"]
+    assert t[t.scenario == "latin+placebo_box"]["text_detector"].isna().all()
+    # Against a blur of the same box alone (no white added), the text moves it further.
+    blur = audit(
+        noise_dir,
+        model="planted_detector",
+        scenarios=["latin", "latin+placebo_blur"],
+        progress=False,
+        num_workers=0,
+    ).table
+    unit0 = blur[(blur.layer == "features") & (blur.unit == 0) & (blur.scenario == "latin")]
+    assert unit0["text_detector"].iloc[0] and unit0["placebo_d"].iloc[0] > 0.95
 
 
 def test_fail_if_gate_trips_with_status_3(noise_dir, tmp_path):

@@ -20,7 +20,7 @@ from .images import ImageSet, check_jpeg_quality, scan_folder
 from .models import load_model
 from .probe_folder import FolderScenario
 from .probes import Scenario, resolve_scenarios
-from .tables import audit_table, class_table, null_thresholds, output_summary, stability_table
+from .tables import audit_table, class_table, output_summary, stability_table
 
 #: The paper's thresholds on d.
 THRESHOLDS = (0.7, 0.8, 0.9, 0.95)
@@ -45,15 +45,13 @@ class AuditResult:
     def counts(self, thresholds: Sequence[float] = THRESHOLDS) -> pd.DataFrame:
         """Per scenario and layer: the number of units and how many have d above each threshold."""
         rows = []
-        null = null_thresholds(self.table)
         for (scenario, layer), group in self.table.groupby(["scenario", "layer"], sort=False):
             row = {"scenario": scenario, "layer": layer, "units": len(group)}
             for t in thresholds:
                 row[f"d>{t}"] = int((group["d"] > t).sum())
             row["q<0.05"] = int((group["q"] < 0.05).sum())
-            if layer in null:
-                row["null_thr"] = round(null[layer], 4)
-                row["d>null_thr"] = int(group["calibrated"].fillna(False).sum())
+            row["null_thr"] = round(float(group["null_threshold"].iloc[0]), 4)
+            row["d>null_thr"] = int(group["calibrated"].sum())
             row["max_d"] = float(group["d"].max())
             rows.append(row)
         return pd.DataFrame(rows)
@@ -241,7 +239,7 @@ def audit(
         "keep_watermarked": keep_watermarked,
         "device": str(loaded.device),
     }
-    table = audit_table(acts, loaded.class_names)
+    table = audit_table(acts, loaded.class_names, seed=seed)
     has_logits = "logits" in acts.values
     return AuditResult(
         model=model,

@@ -23,16 +23,17 @@ from .stats import (
     unit_table,
 )
 
-#: The scenario whose d values calibrate the per-layer threshold, when it was audited.
-NULL_SCENARIO = "null"
-#: The quantile of the null d values that a unit must exceed to be flagged ``calibrated``.
+#: The quantile of the permutation-null d values that a unit must exceed to be ``calibrated``.
 NULL_QUANTILE = 0.999
+#: How many sign-flip permutations make the null of one scenario and layer.
+NULL_PERMUTATIONS = 20
 #: The significance level for ``text_detector``.
 ALPHA = 0.05
 
 TABLE_COLUMNS = [
     "model", "layer", "scenario", "unit", "class_name", "auc", "d", "ci_low", "ci_high", "p", "q",
-    "mean_diff", "std_diff", "wilcoxon_p", "calibrated", "placebo_d", "placebo_q", "text_detector",
+    "mean_diff", "std_diff", "wilcoxon_p", "null_threshold", "calibrated", "placebo_d",
+    "placebo_q", "text_detector",
 ]  # fmt: skip
 
 _PLACEBO = re.compile(r"\+placebo_[a-z]+")
@@ -43,20 +44,60 @@ def placebo_base(scenario: str) -> str | None:
     return _PLACEBO.sub("", scenario) if _PLACEBO.search(scenario) else None
 
 
-def audit_table(acts: Activations, class_names: Sequence[str]) -> pd.DataFrame:
+def permutation_null_d(
+    clean: np.ndarray, probe: np.ndarray, n_perm: int = NULL_PERMUTATIONS, seed: int = 0
+) -> np.ndarray:
+    """d of every unit under ``n_perm`` sign-flip permutations: ``[n_perm, n_units]``.
+
+    Each permutation swaps the clean and probe rows of a random half of the images (row i of both
+    is the same image), which is what d looks like when the artifact has no effect on these
+    images and this model.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> c = rng.normal(size=(100, 3)); p = c + [0.0, 0.0, 5.0]
+        >>> bool(permutation_null_d(c, p).max() < 0.75)
+        True
+    """
+    c, p = np.asarray(clean), np.asarray(probe)
+    if c.shape != p.shape:
+        raise ValueError(
+            f"Expected arguments `clean` and `probe` to be paired (same shape) but got {c.shape} "
+            f"and {p.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    out = np.empty((n_perm, c.shape[1]))
+    for i in range(n_perm):
+        swap = (rng.random(c.shape[0]) < 0.5)[:, None]
+        out[i] = differentiability(auc(np.where(swap, p, c), np.where(swap, c, p)))
+    return out
+
+
+def audit_table(
+    acts: Activations, class_names: Sequence[str], seed: int = 0, n_perm: int = NULL_PERMUTATIONS
+) -> pd.DataFrame:
     """One row per (layer, scenario, unit), with the columns of ``TABLE_COLUMNS``.
 
-    ``q`` is Benjamini-Hochberg over the units of one layer and scenario. ``calibrated`` says
-    whether d exceeds the ``NULL_QUANTILE`` quantile of the null scenario's d in the same layer
-    (NA without a null scenario). ``placebo_d``/``placebo_q`` compare the text probe with its
-    placebos (the smallest d and largest q over them; NA without placebos); ``text_detector`` is
-    q < ALPHA and placebo_q < ALPHA (NA without placebos).
+    ``q`` is Benjamini-Hochberg over the units of one layer and scenario. ``null_threshold`` is
+    the ``NULL_QUANTILE`` quantile of d over every unit of that layer under ``n_perm`` sign-flip
+    permutations of clean and probe (see :func:`permutation_null_d`), and ``calibrated`` says
+    whether d exceeds it. (The ``null`` scenario cannot serve as the null: its two sides are
+    pixel-identical, so its d is exactly 0.5; it checks the pipeline instead.)
+    ``placebo_d`` is the AUC of placebo (0) against text probe (1), taken in the direction
+    in which the text moves the unit (above 0.5: the text moves it further than the placebo), the
+    smallest over the scenario's placebos; ``placebo_q`` the largest BH q of those comparisons.
+    ``text_detector``: q < ALPHA, placebo_d > 0.5 and placebo_q < ALPHA, i.e. writing moves the
+    unit beyond what the occlusion alone does (NA without placebos).
     """
     frames = []
     for layer in acts.values:
         clean = acts.get(layer, CLEAN)
         for scenario in acts.variants[1:]:
-            t = unit_table(clean, acts.get(layer, scenario))
+            probe = acts.get(layer, scenario)
+            t = unit_table(clean, probe)
+            null = permutation_null_d(clean, probe, n_perm, seed)
+            t["null_threshold"] = null_threshold(null.ravel(), NULL_QUANTILE)
+            t["calibrated"] = t["d"] > t["null_threshold"]
             names = list(class_names) if layer == "logits" else [""] * len(t)
             t.insert(0, "class_name", names[: len(t)])
             t.insert(0, "scenario", scenario)
@@ -65,27 +106,8 @@ def audit_table(acts: Activations, class_names: Sequence[str]) -> pd.DataFrame:
             frames.append(t)
     table = pd.concat(frames, ignore_index=True)
     table = table[["model", "layer", "scenario", "unit", "class_name", *table.columns[5:]]]
-    table["calibrated"] = _null_flags(table)
     _add_placebo_columns(table, acts)
     return table[TABLE_COLUMNS]
-
-
-def null_thresholds(table: pd.DataFrame, quantile: float = NULL_QUANTILE) -> dict[str, float]:
-    """Per layer, the ``quantile`` of the null scenario's d values (empty without a null)."""
-    null = table[table["scenario"] == NULL_SCENARIO]
-    return {
-        str(layer): null_threshold(group["d"].to_numpy(), quantile)
-        for layer, group in null.groupby("layer", sort=False)
-    }
-
-
-def _null_flags(table: pd.DataFrame) -> pd.Series:
-    thresholds = null_thresholds(table)
-    flags = pd.Series(pd.NA, index=table.index, dtype="boolean")
-    for layer, threshold in thresholds.items():
-        rows = table["layer"] == layer
-        flags[rows] = table.loc[rows, "d"] > threshold
-    return flags
 
 
 def _add_placebo_columns(table: pd.DataFrame, acts: Activations) -> None:
@@ -100,17 +122,18 @@ def _add_placebo_columns(table: pd.DataFrame, acts: Activations) -> None:
     for base, controls in placebos.items():
         for layer in acts.values:
             probe = acts.get(layer, base)
+            rows = (table["layer"] == layer) & (table["scenario"] == base)
+            raises = table.loc[rows, "auc"].to_numpy() >= 0.5  # the text's direction per unit
             ds, qs = [], []
             for control in controls:
                 a, v = delong_variance(acts.get(layer, control), probe)
-                ds.append(differentiability(a))
+                ds.append(np.where(raises, a, 1.0 - a))  # > 0.5: text moves it beyond the placebo
                 qs.append(bh_qvalues(delong_pvalue(a, v)))
-            rows = (table["layer"] == layer) & (table["scenario"] == base)
             d_min, q_max = np.min(ds, axis=0), np.max(qs, axis=0)
             table.loc[rows, "placebo_d"] = d_min
             table.loc[rows, "placebo_q"] = q_max
-            detector = (table.loc[rows, "q"].to_numpy() < ALPHA) & (q_max < ALPHA)
-            table.loc[rows, "text_detector"] = detector
+            beyond = (d_min > 0.5) & (q_max < ALPHA)
+            table.loc[rows, "text_detector"] = (table.loc[rows, "q"].to_numpy() < ALPHA) & beyond
 
 
 def class_table(acts: Activations, class_names: Sequence[str]) -> pd.DataFrame:
