@@ -19,8 +19,18 @@ import numpy as np
 
 CHUNK = 256  # most units sorted at a time: a chunk's keys stay in cache between the passes
 CHUNK_ELEMENTS = 1 << 19  # fewer units per chunk when there are many images
-# threads for large AUC batches: numpy sorts and ufuncs run without the GIL
+# threads for large AUC batches (numpy sorts and ufuncs run without the GIL), used while the
+# one-minute load average leaves at least one of them idle
 THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def _default_threads() -> int:
+    """THREADS, or 1 when the machine is already busy (threads then only wait on each other)."""
+    try:
+        idle = THREADS - os.getloadavg()[0]
+    except OSError:  # no load average on this platform
+        idle = THREADS
+    return THREADS if idle >= 1.0 else 1
 
 
 def chunk_units(n_rows: int) -> int:
@@ -115,7 +125,9 @@ def _float32_keys(
 def _generic_keys(c: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Sorted keys ``[n_units, n0 + n1]`` from a stable argsort of any real values."""
     n0 = c.shape[0]
-    vals = np.concatenate([c.T, p.T], axis=1).astype(np.float64)
+    vals = np.empty((c.shape[1], n0 + p.shape[0]), dtype=np.float64)
+    np.copyto(vals[:, :n0].T, c)  # walk the inputs row by row (see _fill_sorted)
+    np.copyto(vals[:, n0:].T, p)
     order = np.argsort(vals, axis=1, kind="stable")  # clean (indices < n0) first within a tie
     sv = np.take_along_axis(vals, order, axis=1)
     dense = np.zeros(sv.shape, dtype=np.int64)
@@ -145,14 +157,18 @@ def sorted_key_chunks(
 
 
 def _fill_sorted(k: np.ndarray, ck: np.ndarray, pk: np.ndarray) -> np.ndarray:
-    """Write the keys of ``ck`` ``[n0, m]`` and ``pk`` ``[n1, m]`` into ``k`` ``[m, n]``, sorted."""
+    """Write the keys of ``ck`` ``[n0, m]`` and ``pk`` ``[n1, m]`` into ``k`` ``[m, n]``, sorted.
+
+    The output is addressed through a transposed view so that numpy walks the (large) inputs
+    row by row and scatters into the (cache-sized) chunk, not the other way round.
+    """
     n0 = ck.shape[0]
     if k.dtype == np.uint32:  # shift while transposing: one pass
-        np.left_shift(ck.T, 1, out=k[:, :n0])
-        np.left_shift(pk.T, 1, out=k[:, n0:])
+        np.left_shift(ck, 1, out=k[:, :n0].T)
+        np.left_shift(pk, 1, out=k[:, n0:].T)
     else:  # widen first, then shift
-        k[:, :n0] = ck.T
-        k[:, n0:] = pk.T
+        np.copyto(k[:, :n0].T, ck)
+        np.copyto(k[:, n0:].T, pk)
         k <<= 1
     k[:, n0:] |= 1
     k.sort(axis=1)
@@ -241,7 +257,7 @@ def u_statistics(
                 k = _fill_sorted(buf[: units.stop - units.start], *(f[:, units] for f in fast[:2]))
             out[units] = u_from_sorted(k, n0, n1, labels, scratch)
 
-    n_threads = min(len(chunks), THREADS if threads is None else threads)
+    n_threads = min(len(chunks), _default_threads() if threads is None else threads)
     if n_threads <= 1 or n_units * (n0 + n1) < 2**20:
         work(chunks)
     else:
