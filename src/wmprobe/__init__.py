@@ -11,12 +11,14 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .activations import Activations, extract
+from .analysis import Study, load_study
 from .artifacts import PRESETS, TextArtifact
 from .audit import THRESHOLDS, AuditResult, audit
 from .errors import WmprobeError
 from .images import ImageSet, load_frame, scan_folder
 from .models import list_models, load_model
 from .probes import Scenario
+from .report import build_report
 from .stats import auc, differentiability
 
 __all__ = [
@@ -26,13 +28,16 @@ __all__ = [
     "AuditResult",
     "ImageSet",
     "Scenario",
+    "Study",
     "TextArtifact",
     "WmprobeError",
     "audit",
     "auc",
+    "build_report",
     "differentiability",
     "extract",
     "list_models",
+    "load_study",
     "load_frame",
     "load_model",
     "scan_folder",

@@ -75,7 +75,15 @@ class AuditResult:
         return format_summary(self)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write units.parquet, units.csv, counts.csv, summary.txt and run.json to ``out_dir``."""
+        """Write units.parquet, units.csv, counts.csv, summary.txt and run.json to ``out_dir``.
+
+        Also the per-image evidence the report needs (see :mod:`wmprobe.evidence`):
+        ``predictions.parquet`` and ``top_images.parquet`` when logits were extracted, and
+        ``accuracy.csv`` (variant, top1) when labels are known. run.json is written last, so a
+        folder with run.json is complete.
+        """
+        from .evidence import predictions_table, top_images_table
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
@@ -83,12 +91,27 @@ class AuditResult:
             "units.csv": out / "units.csv",
             "counts.csv": out / "counts.csv",
             "summary.txt": out / "summary.txt",
-            "run.json": out / "run.json",
         }
         _atomic_write(paths["units.parquet"], lambda p: self.table.to_parquet(p, index=False))
         _atomic_write(paths["units.csv"], lambda p: self.table.to_csv(p, index=False))
         _atomic_write(paths["counts.csv"], lambda p: self.counts().to_csv(p, index=False))
         _atomic_write(paths["summary.txt"], lambda p: Path(p).write_text(self.summary() + "\n"))
+        extra = {
+            "accuracy.csv": (self.accuracy(), lambda df, p: df.to_csv(p, index=False)),
+            "predictions.parquet": (
+                predictions_table(self.activations),
+                lambda df, p: df.to_parquet(p, index=False),
+            ),
+            "top_images.parquet": (
+                top_images_table(self.activations, self.table, self.images.records),
+                lambda df, p: df.to_parquet(p, index=False),
+            ),
+        }
+        for name, (frame, write) in extra.items():
+            if frame is not None:
+                paths[name] = out / name
+                _atomic_write(paths[name], lambda p, f=frame, w=write: w(f, p))
+        paths["run.json"] = out / "run.json"
         manifest = {
             **self.config,
             "wmprobe_version": __version__,

@@ -39,3 +39,11 @@ class ArtifactDoesNotFitError(WmprobeError):
 
 class LayerError(WmprobeError):
     """A layer name that a model does not have."""
+
+
+class RunFolderError(WmprobeError):
+    """A run folder that holds no complete audit (no units.parquet and run.json)."""
+
+
+class BrowserUnavailableError(WmprobeError):
+    """Headless Chromium, needed to check or screenshot a report, is not installed."""
