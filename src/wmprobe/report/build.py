@@ -70,24 +70,21 @@ def _note(report: Report, text: str) -> str:
     return f'<p class="note">{esc(text)}</p>'
 
 
-def _overview(study: analysis.Study, counts: pd.DataFrame) -> pd.DataFrame:
+def _overview(study: analysis.Study) -> pd.DataFrame:
     rows = []
     acc = study.accuracy()
     for run in study.runs:
         row = {
             "model": run.name,
+            "status": study.manifest.get("statuses", {}).get(run.name, {}).get("status", ""),
             "images": int(run.config.get("images_used", 0)),
             "seconds": float(run.config.get("seconds", float("nan"))),
         }
         clean = acc[(acc["model"] == run.name) & (acc["variant"] == "clean")]["top1"]
         row["clean top-1"] = float(clean.iloc[0]) if len(clean) else float("nan")
-        logits = counts[(counts["model"] == run.name) & (counts["layer"] == "logits")]
-        for scenario in dict.fromkeys(logits["scenario"]):
-            part = logits[(logits["scenario"] == scenario) & (logits["threshold"] == 0.9)]
-            row[f"{scenario} logits d>0.9"] = int(part["count"].iloc[0]) if len(part) else -1
-            table = run.table
-            sel = (table["scenario"] == scenario) & (table["layer"] == "logits")
-            row[f"{scenario} max d"] = float(table.loc[sel, "d"].max())
+        table = run.table[run.table["layer"] == "logits"]
+        for scenario, group in table.groupby("scenario", sort=False):
+            row[f"max logit d: {scenario}"] = float(group["d"].max())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -166,7 +163,7 @@ def build_report(
     sections: list[Section] = []
 
     say("report: overview and counts")
-    body = table_html(_overview(study, counts))
+    body = table_html(_overview(study))
     if study.skipped:
         skipped = pd.DataFrame(
             {"model": list(study.skipped), "reason": list(study.skipped.values())}

@@ -25,7 +25,7 @@ nav a{margin-right:.9rem}figure{margin:1rem 0}figure img{max-width:100%;height:a
 border:1px solid #eee}figcaption{font-size:.85rem;color:#555}
 table{border-collapse:collapse;font-size:.82rem;margin:.6rem 0}
 th,td{border:1px solid #ddd;padding:.2rem .45rem;text-align:right;white-space:nowrap}
-td.t{white-space:normal;max-width:44rem;overflow-wrap:anywhere}.wide{overflow-x:auto}
+td.l{white-space:normal;max-width:44rem;overflow-wrap:anywhere}.wide{overflow-x:auto}
 th{background:#f4f4f4;cursor:pointer;user-select:none}
 td.t,th.t{text-align:left}th[data-dir=asc]::after{content:" \\25B2"}
 th[data-dir=desc]::after{content:" \\25BC"}
@@ -139,7 +139,7 @@ def table_html(data: pd.DataFrame, *, digits: int = 3, scroll: bool = False) -> 
         cells = []
         for value, n in zip(row, numeric, strict=True):
             key, text = _cell(value, digits)
-            cls = "" if n else ' class="t"'
+            cls = "" if n else (' class="t l"' if len(text) > 48 else ' class="t"')
             cells.append(f'<td{cls} data-v="{esc(key)}">{esc(text)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     table = (
