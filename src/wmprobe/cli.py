@@ -310,8 +310,9 @@ def reproduce(
 
     Example:
 
-        wmprobe reproduce --preset paper --images ../shared/data/imagenet-samples
-        --models efficientnet_lite0,efficientnet_lite1 --limit 100 --out STUDY
+    \b
+        wmprobe reproduce --preset paper --images ../shared/data/imagenet-samples \\
+            --models efficientnet_lite0,efficientnet_lite1 --limit 100 --out STUDY
     """
     from .reproduce import reproduce as run_study
 

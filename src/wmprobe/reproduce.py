@@ -249,6 +249,8 @@ def reproduce(
             save_manifest()
             continue
         say(f"[{i}/{len(models)}] {model}: auditing ({why})")
+        for stale in ("run.json", "accuracy.csv", "predictions.parquet", "top_images.parquet"):
+            (folder / stale).unlink(missing_ok=True)  # an unfinished redo never looks complete
         start = time.perf_counter()
         try:
             audited = audit(

@@ -41,6 +41,9 @@ class _Writer:
         self.folder = folder
         self.report = report
         folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():  # figures of an earlier build would look current
+            if old.is_file() and old.suffix in (".png", ".svg", ".jpg", ".csv"):
+                old.unlink()
 
     def add(
         self,
