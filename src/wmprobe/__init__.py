@@ -11,6 +11,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .activations import Activations, extract
+from .analysis import Study, load_study
 from .artifacts import PRESETS, ImageOverlay, TextArtifact
 from .audit import THRESHOLDS, AuditResult, audit
 from .errors import WmprobeError
@@ -19,6 +20,7 @@ from .images import ImageSet, load_frame, scan_folder
 from .manifest import read_manifest
 from .models import list_models, load_model
 from .probes import Scenario, resolve_scenarios
+from .report import build_report
 from .stats import auc, differentiability
 
 __all__ = [
@@ -29,14 +31,17 @@ __all__ = [
     "ImageOverlay",
     "ImageSet",
     "Scenario",
+    "Study",
     "TextArtifact",
     "WmprobeError",
     "audit",
     "auc",
+    "build_report",
     "differentiability",
     "extract",
     "generate",
     "list_models",
+    "load_study",
     "load_frame",
     "load_model",
     "read_manifest",

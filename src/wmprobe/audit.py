@@ -85,13 +85,18 @@ class AuditResult:
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write the tables (units, counts, outputs, classes, stability), summary.txt and run.json.
 
-        run.json is written last: a folder with run.json holds a complete audit.
+        Also the per-image evidence the report needs (see :mod:`wmprobe.evidence`):
+        ``predictions.parquet`` and ``top_images.parquet`` when logits were extracted, and
+        ``accuracy.csv`` (variant, top1) when labels are known. run.json is written last, so a
+        folder with run.json is complete.
         """
+        from .evidence import predictions_table, top_images_table
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = {name: out / name for name in (
             "units.parquet", "units.csv", "counts.csv", "outputs.csv", "classes.parquet",
-            "stability.csv", "summary.txt", "run.json",
+            "stability.csv", "summary.txt",
         )}  # fmt: skip
         _atomic_write(paths["units.parquet"], lambda p: self.table.to_parquet(p, index=False))
         _atomic_write(paths["units.csv"], lambda p: self.table.to_csv(p, index=False))
@@ -108,6 +113,22 @@ class AuditResult:
             else:
                 _atomic_write(paths[name], lambda p, f=frame: f.to_csv(p, index=False))
         _atomic_write(paths["summary.txt"], lambda p: Path(p).write_text(self.summary() + "\n"))
+        extra = {
+            "accuracy.csv": (self.accuracy(), lambda df, p: df.to_csv(p, index=False)),
+            "predictions.parquet": (
+                predictions_table(self.activations),
+                lambda df, p: df.to_parquet(p, index=False),
+            ),
+            "top_images.parquet": (
+                top_images_table(self.activations, self.table, self.images.records),
+                lambda df, p: df.to_parquet(p, index=False),
+            ),
+        }
+        for name, (frame, write) in extra.items():
+            if frame is not None:
+                paths[name] = out / name
+                _atomic_write(paths[name], lambda p, f=frame, w=write: w(f, p))
+        paths["run.json"] = out / "run.json"
         manifest = {
             **self.config,
             "wmprobe_version": __version__,

@@ -67,3 +67,11 @@ class ProbeFolderError(WmprobeError):
 
 class InvalidArgumentError(WmprobeError, ValueError):
     """An argument outside the values it can take (the message says which are allowed)."""
+
+
+class RunFolderError(WmprobeError):
+    """A run folder that holds no complete audit (no units.parquet and run.json)."""
+
+
+class BrowserUnavailableError(WmprobeError):
+    """Headless Chromium, needed to check or screenshot a report, is not installed."""
