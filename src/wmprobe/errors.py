@@ -39,3 +39,11 @@ class ArtifactDoesNotFitError(WmprobeError):
 
 class LayerError(WmprobeError):
     """A layer name that a model does not have."""
+
+
+class DatasetDownloadError(WmprobeError):
+    """A data set that was asked for could not be downloaded (no network, server refused)."""
+
+
+class MitigationError(WmprobeError):
+    """A mitigation request that cannot be carried out (bad fractions, too few images, ...)."""
