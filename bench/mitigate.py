@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from wmprobe.activations import extract
 from wmprobe.mitigation import SweepConfig, SweepInputs, run_sweep
@@ -48,7 +49,11 @@ def main() -> None:
     ap.add_argument("--study", action="store_true", help="also time the fuller study")
     ap.add_argument("--seeds", type=int, default=5, help="seeds of the fuller study")
     ap.add_argument("--draws", type=int, default=3, help="random draws of the fuller study")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads for the whole run")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch threads: {torch.get_num_threads()} (extraction and sweep alike)")
 
     model = load_model(args.model, device="cpu")
     t0 = time.perf_counter()

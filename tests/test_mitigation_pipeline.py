@@ -43,20 +43,19 @@ def folder_dataset(tmp_path_factory):
 
 
 def accuracy_of_export(out, folder) -> float:
-    """The exported model's accuracy on the test images named in split.json."""
+    """The exported model's accuracy on the test images named in split.json (one batch)."""
     model = load_mitigated(out / "mitigated")
     split = json.loads((out / "split.json").read_text())
     classes = model.config["classes"]
-    right = 0
+    frames, truth = [], []
     for image_id in split["test"]:
-        (path,) = [
-            p for p in (folder / image_id).parent.iterdir() if p.stem == image_id.split("/")[-1]
-        ]
-        frame = torch.from_numpy(np.array(load_frame(path))).permute(2, 0, 1)[None]
-        with torch.no_grad():
-            pred = model(frame).argmax(1).item()
-        right += classes[pred] == image_id.split("/")[0]
-    return right / len(split["test"])
+        folder_of, stem = (folder / image_id).parent, image_id.split("/")[-1]
+        (path,) = [p for p in folder_of.iterdir() if p.stem == stem]
+        frames.append(torch.from_numpy(np.array(load_frame(path))).permute(2, 0, 1))
+        truth.append(classes.index(image_id.split("/")[0]))
+    with torch.no_grad():
+        pred = model(torch.stack(frames)).argmax(1)
+    return (pred == torch.tensor(truth)).float().mean().item()
 
 
 def test_mitigate_run_and_its_export_reproduce_the_table(image_dir, folder_dataset, tmp_path):
@@ -213,13 +212,13 @@ def test_cli_mitigate_writes_the_run(image_dir, folder_dataset, tmp_path):
 @needs_imagenet_samples()
 @needs_caltech101()
 def test_real_export_reproduces_the_table_on_a_caltech101_subset(tmp_path):
-    folder = tmp_path / "caltech-subset"  # symbolic links to 4 classes x 10 images
-    for name in ("accordion", "airplanes", "anchor", "ant"):
+    folder = tmp_path / "caltech-subset"  # symbolic links to 4 classes x 5 images
+    for name in ("Leopards", "Motorbikes", "accordion", "airplanes"):
         (folder / name).mkdir(parents=True)
-        for p in sorted((CALTECH101 / name).iterdir())[:10]:
+        for p in sorted((CALTECH101 / name).iterdir())[:5]:
             (folder / name / p.name).symlink_to(p)
     run = mitigate(
-        IMAGENET_SAMPLES, folder, model="efficientnet_lite0", device="cpu", limit=24,
+        IMAGENET_SAMPLES, folder, model="efficientnet_lite0", device="cpu", limit=12,
         fractions=[0, 0.1], export_fraction=0.1, cache_dir=tmp_path / "cache", progress=False,
     )  # fmt: skip
     out = tmp_path / "run"

@@ -240,7 +240,7 @@ def scenarios() -> None:
     help="Random baseline: this many random draws of units left out per fraction and seed.",
 )
 @click.option("--cv", is_flag=True, help="Choose C by cross-validation on the training split.")
-@click.option("--C", "C", default=0.1, show_default=True, type=float, help="Fixed C without --cv.")
+@click.option("--C", "C", default=0.3, show_default=True, type=float, help="Fixed C without --cv.")
 @click.option("--test-fraction", default=0.2, show_default=True, type=float)
 @click.option(
     "--export-fraction",
@@ -268,6 +268,9 @@ def scenarios() -> None:
 @click.option("--data-dir", default=None, type=click.Path(path_type=Path), help="For caltech256.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--workers", default=None, type=click.IntRange(min=0), help="DataLoader workers.")
+@click.option(
+    "--threads", default=None, type=click.IntRange(min=1), help="torch threads (default: torch's)."
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly
 def mitigate(**kw) -> None:
@@ -317,6 +320,7 @@ def mitigate(**kw) -> None:
         data_dir=kw["data_dir"],
         device=kw["device"],
         num_workers=kw["workers"],
+        threads=kw["threads"],
         progress=not kw["quiet"],
     )
     paths = run.save(kw["out"])

@@ -26,7 +26,8 @@ def fraction_curves(table: pd.DataFrame, *, title: str = "") -> Figure:
     """Accuracy and the largest output-unit d against the fraction of units left out.
 
     ``table`` is ``SweepResult.table()``: the most sensitive units left out (solid), and where
-    present the random baseline (dashed); bands are +-1 sd where there are several runs. The
+    present the random baseline (dashed); bands are +-1 sd over seeds (sensitive) or over seeds
+    and draws (random) where there are several runs. The
     fractions are evenly spaced on the x axis.
     """
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
@@ -41,11 +42,13 @@ def fraction_curves(table: pd.DataFrame, *, title: str = "") -> Figure:
             if col not in table:
                 continue
             y = table[col].to_numpy(dtype=float)
-            ax.plot(x, y, style, marker="o", label=name)
+            (line,) = ax.plot(x, y, style, marker="o", label=name)
             sd = table.get(col + "_sd")
             if sd is not None and np.isfinite(sd.to_numpy(dtype=float)).any():
                 s = np.nan_to_num(sd.to_numpy(dtype=float))
-                ax.fill_between(x, y - s, y + s, alpha=0.2)
+                ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.2, lw=0)
+        if metric == "max_d":
+            ax.axhline(0.7, color="grey", lw=0.8, ls=":", label="d = 0.7")
         ax.set_xticks(x, _fraction_labels(table["fraction"]), rotation=45)
         ax.set_xlabel("feature units left out")
         ax.set_ylabel(label)
@@ -88,7 +91,7 @@ def auc_distribution(
     ax.set_xlabel("feature units left out")
     ax.set_ylabel(f"AUC of output units ({scenario})")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend()
+    ax.legend(loc="lower left", ncols=len(rankings), fontsize="small")
     if title:
         fig.suptitle(title)
     return fig

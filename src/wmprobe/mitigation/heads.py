@@ -20,7 +20,9 @@ import torch.nn.functional as F
 from ..errors import MitigationError
 
 #: The default regularisation (scikit-learn's C) of the paper protocol, and the default CV grid.
-DEFAULT_C = 0.1
+#: 0.3 is what 3-fold CV on the training split chose for efficientnet_lite0 on Caltech-101 (seed
+#: 0); over the grid the CV accuracy moved by less than 0.6 percentage points.
+DEFAULT_C = 0.3
 DEFAULT_C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
@@ -77,7 +79,7 @@ _SMALL = 4_000_000
 
 
 @contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
+def threads(n: int | None) -> Iterator[None]:
     """Run with ``n`` torch threads (None: unchanged), restoring the count on exit."""
     before = torch.get_num_threads()
     if n is not None:
@@ -164,7 +166,7 @@ def fit_head(
 
     if len(kept):
         small = len(y) * len(kept) * n_classes < _SMALL
-        with _threads(1 if small else None):  # thread start-up dominates small problems
+        with threads(1 if small else None):  # thread start-up dominates small problems
             opt.step(closure)
     else:  # no unit left: the head predicts the training class frequencies
         with torch.no_grad():

@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from .. import __version__
 from ..errors import MitigationError
 from ..models import LoadedModel, load_model
 from ..probes import Scenario
+from . import heads
 from .downstream import resolve_downstream, scan_image_folder
 from .export import export_mitigated
 from .features import DownstreamFeatures, downstream_features, probe_set_features
-from .figures import auc_distribution, auc_distribution_data, fraction_curves, save_figure
 from .heads import DEFAULT_C, DEFAULT_C_GRID
 from .ranking import RANKINGS, check_fractions, unit_d
 from .sweep import SweepConfig, SweepInputs, SweepResult, run_sweep
@@ -51,7 +52,11 @@ class MitigationRun:
         table = self.table()
         cols += [x for x in ("random_accuracy", "random_max_d", "random_flip_rate") if x in table]
         cols += [x for x in ("accuracy_sd", "max_d_sd", "random_accuracy_sd") if x in table]
-        shown = table[[x for x in cols if x in table]]
+        shown = table[[x for x in cols if x in table]].dropna(axis=1, how="all")
+        counts = [x for x in shown.columns if x.startswith("d>") or x == "left_out"]
+        shown = shown.astype({x: object for x in counts})
+        for x in counts:  # whole numbers with one seed, means over seeds otherwise
+            shown[x] = [f"{v:g}" for v in table[x]]
         cv = self.sweep.cv
         chosen = sorted(set(cv.loc[cv["chosen"], "C"])) if len(cv) else [self.sweep.config.C]
         lines = [
@@ -79,6 +84,8 @@ class MitigationRun:
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write the tables, figures, the exported model and run.json to ``out_dir``."""
+        from .figures import auc_distribution, auc_distribution_data, fraction_curves, save_figure
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         sweep = self.sweep
@@ -188,6 +195,7 @@ def mitigate(
     allow_download: bool = False,
     batch_size: int = 16,
     num_workers: int | None = None,
+    threads: int | None = None,
     progress: bool = True,
 ) -> MitigationRun:
     """Leave out the most watermark-sensitive backbone units when training a new linear head.
@@ -197,13 +205,23 @@ def mitigate(
     left out, and measures each head: held-out accuracy, its output units' d on the probe set, and
     how often its prediction flips when the text is drawn on a test image. ``training="paper"``
     trains the heads the paper's way (SGD on augmented images); the default fits them on cached
-    features by L-BFGS.
+    features by L-BFGS. ``threads`` sets torch's thread count for the run (restored after).
 
     Example:
         >>> run = mitigate("../shared/data/imagenet-samples",
         ...                "../shared/data/caltech-101")  # doctest: +SKIP
         >>> run.table()  # doctest: +SKIP
     """
+    with heads.threads(threads):
+        return _mitigate(**{k: v for k, v in locals().items() if k != "threads"})
+
+
+def _mitigate(
+    images, downstream, *, model, scenarios, fractions, ranking, null_scenario, null_quantile,
+    seeds, random_draws, cv, C, C_grid, test_fraction, export_fraction, training, epochs, lr,
+    probe_seed, limit, limit_per_class, keep_watermarked, cache_dir, download, data_dir,
+    pretrained, device, allow_download, batch_size, num_workers, progress,
+) -> MitigationRun:  # fmt: skip
     start = time.perf_counter()
     fractions = check_fractions(fractions)
     if ranking not in RANKINGS:
@@ -327,6 +345,7 @@ def mitigate(
         "limit_per_class": limit_per_class,
         "export_fraction": export_fraction,
         "device": str(loaded.device),
+        "torch_threads": torch.get_num_threads(),
         "probe_cache": probe_manifest["path"],
         "downstream_cache": down.manifest["path"],
     }
