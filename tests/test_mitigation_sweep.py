@@ -211,3 +211,26 @@ def test_figures_are_written_with_their_numbers(tmp_path):
     )
     save_figure(auc_distribution(result.units), data, tmp_path, "dist")
     assert (tmp_path / "dist.svg").read_text().startswith("<?xml")
+
+
+def test_max_ranking_over_two_scenarios_removes_both_dependences():
+    inputs = planted()
+    rng = np.random.default_rng(5)
+    # A second scenario moves two other units; d of an output unit is its largest over both.
+    shift = np.zeros(N_UNITS)
+    shift[[0, 1]] = 6.0
+    inputs.probe["latin"] = (
+        inputs.probe_clean + shift + rng.normal(0, 0.05, inputs.probe_clean.shape)
+    )
+    inputs.down_probe["latin"] = inputs.down_clean + shift
+    fractions = [0, 0.2, 0.3]
+    by_d = run_sweep(inputs, SweepConfig(fractions=fractions, C=1.0), progress=False)
+    by_max = run_sweep(
+        inputs, SweepConfig(fractions=fractions, ranking="max", C=1.0), progress=False
+    )
+    top = by_max.feature_d.sort_values("rank")["unit"].tolist()[:6]
+    assert sorted(top) == sorted(SENSITIVE_UNITS + [0, 1])
+    d_max = by_max.table().set_index("fraction")["max_d"]
+    d_first = by_d.table().set_index("fraction")["max_d"]
+    assert d_max.loc[0.3] < 0.7 < d_first.loc[0.3]  # ranking by chinese alone keeps units 0, 1
+    assert set(by_max.units["scenario"]) == {"chinese", "latin"}
