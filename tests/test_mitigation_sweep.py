@@ -174,6 +174,9 @@ def test_sweep_removes_the_planted_watermark_dependence():
     assert table.loc[0.2, "flip_rate"] < 0.05
     assert table.loc[0.2, "random_max_d"] > 0.8  # random 20% keeps some of the planted units
     assert table.loc[0.2, "accuracy"] > 0.6  # the class signal is spread over every unit
+    assert (result.runs.loc[result.runs["fraction"] == 0, "accuracy_change"] == 0).all()
+    one = result.runs[(result.runs["seed"] == 1) & (result.runs["ranking"] == "sensitive")]
+    np.testing.assert_allclose(one["accuracy_change"], one["accuracy"] - one["accuracy"].iloc[0])
     assert set(result.heads) == set(fractions)
     assert result.units.groupby(["seed", "ranking", "draw", "fraction"]).size().eq(4).all()
     assert {"ranking", "heads", "evaluation"} <= set(result.timings)

@@ -47,11 +47,10 @@ class MitigationRun:
         """The text that ``wmprobe mitigate`` prints."""
         c = self.config
         train, test = self.sweep.splits[self.sweep.config.seeds[0]]
-        cols = ["fraction", "left_out", "accuracy", "max_d", "mean_d", "d>0.7", "d>0.8", "d>0.9"]
-        cols += ["d>0.95", "flip_rate"]
+        cols = ["fraction", "left_out", "accuracy", "accuracy_change", "max_d", "mean_d", "d>0.7"]
+        cols += ["d>0.8", "d>0.9", "d>0.95", "flip_rate", "random_accuracy_change"]
+        cols += ["random_max_d", "random_flip_rate", "accuracy_change_sd", "max_d_sd"]
         table = self.table()
-        cols += [x for x in ("random_accuracy", "random_max_d", "random_flip_rate") if x in table]
-        cols += [x for x in ("accuracy_sd", "max_d_sd", "random_accuracy_sd") if x in table]
         shown = table[[x for x in cols if x in table]].dropna(axis=1, how="all")
         counts = [x for x in shown.columns if x.startswith("d>") or x == "left_out"]
         shown = shown.astype({x: object for x in counts})

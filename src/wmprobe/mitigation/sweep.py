@@ -96,8 +96,9 @@ class SweepResult:
     """What a sweep measured.
 
     Attributes:
-        runs: one row per (seed, ranking, draw, fraction): accuracy, accuracy_probe, flip_rate,
-            max_d, mean_d, counts of output units above each d threshold, C, left_out.
+        runs: one row per (seed, ranking, draw, fraction): accuracy, accuracy_change (from the
+            smallest fraction, same seed and draw), accuracy_probe (text drawn on the test
+            images), flip_rate, max_d, mean_d, counts of output units above each d threshold.
         units: one row per (seed, ranking, draw, fraction, scenario, output unit): auc, d.
         feature_d: one row per backbone unit: d on each scenario, its rank (0 = left out first).
         heads: fraction -> the fitted head of the sensitive ranking on the first seed.
@@ -117,10 +118,10 @@ class SweepResult:
 
     def table(self) -> pd.DataFrame:
         """One row per fraction: the sensitive ranking's means (and sd over seeds), next to the
-        random baseline's (mean and sd over seeds and draws)."""
-        metrics = ["accuracy", "accuracy_probe", "flip_rate", "max_d", "mean_d"] + [
-            f"d>{t}" for t in THRESHOLDS
-        ]
+        random baseline's (mean and sd over seeds and draws). ``accuracy_change`` is the paired
+        change from the smallest fraction on the same split."""
+        metrics = ["accuracy", "accuracy_change", "accuracy_probe", "flip_rate", "max_d"]
+        metrics += ["mean_d"] + [f"d>{t}" for t in THRESHOLDS]
         out = []
         for fraction, group in self.runs.groupby("fraction", sort=True):
             row: dict = {"fraction": fraction, "left_out": int(group["left_out"].iloc[0])}
@@ -130,7 +131,7 @@ class SweepResult:
                     continue
                 for m in metrics:
                     row[prefix + m] = float(g[m].mean())
-                for m in ("accuracy", "max_d"):
+                for m in ("accuracy", "accuracy_change", "max_d"):
                     row[prefix + m + "_sd"] = float(g[m].std(ddof=1)) if len(g) > 1 else np.nan
                 row[prefix + "n"] = len(g)
             out.append(row)
@@ -302,9 +303,17 @@ def run_sweep(
                         heads[fraction] = head
                 timings["evaluation"] += time.perf_counter() - t0
                 bar.update(1)
+    runs = pd.DataFrame(runs)
+    keys = ["seed", "ranking", "draw"]
+    base = runs[runs["fraction"] == fractions[0]].set_index(keys)["accuracy"]
+    runs.insert(
+        runs.columns.get_loc("accuracy") + 1,
+        "accuracy_change",
+        runs["accuracy"].to_numpy() - base.loc[pd.MultiIndex.from_frame(runs[keys])].to_numpy(),
+    )
     return SweepResult(
         config=config,
-        runs=pd.DataFrame(runs),
+        runs=runs,
         units=pd.concat(unit_rows, ignore_index=True),
         feature_d=feature_d,
         heads=heads,
