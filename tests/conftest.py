@@ -26,6 +26,13 @@ def needs_imagenet_samples():
     )
 
 
+def needs_caltech101():
+    return pytest.mark.skipif(
+        not CALTECH101.is_dir(),
+        reason=f"real-data test: {CALTECH101} is absent (set WMPROBE_SHARED_DATA)",
+    )
+
+
 class TinyNet(nn.Module):
     """A small conv net with a linear classifier over 10 classes, built in milliseconds."""
 

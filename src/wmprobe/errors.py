@@ -75,3 +75,11 @@ class RunFolderError(WmprobeError):
 
 class BrowserUnavailableError(WmprobeError):
     """Headless Chromium, needed to check or screenshot a report, is not installed."""
+
+
+class DatasetDownloadError(WmprobeError):
+    """A data set that was asked for could not be downloaded (no network, server refused)."""
+
+
+class MitigationError(WmprobeError):
+    """A mitigation request that cannot be carried out (bad fractions, too few images, ...)."""

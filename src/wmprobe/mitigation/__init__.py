@@ -1,0 +1,44 @@
+"""Mitigation: leave out the most watermark-sensitive backbone units when training a new head.
+
+Example:
+    >>> from wmprobe.mitigation import mitigate
+    >>> run = mitigate("../shared/data/imagenet-samples",
+    ...                "../shared/data/caltech-101")  # doctest: +SKIP
+    >>> run.table()  # doctest: +SKIP
+"""
+
+from .downstream import ImageFolderSet, resolve_downstream, scan_image_folder, split_indices
+from .export import MaskedHead, MitigatedModel, export_mitigated, load_mitigated
+from .features import DownstreamFeatures, downstream_features, probe_set_features
+from .heads import LinearHead, choose_C, fit_head
+from .pipeline import PAPER_FRACTIONS, MitigationRun, mitigate
+from .ranking import random_order, rank_units, unit_d
+from .sweep import SweepConfig, SweepInputs, SweepResult, evaluate_head, run_sweep
+
+__all__ = [
+    "PAPER_FRACTIONS",
+    "DownstreamFeatures",
+    "ImageFolderSet",
+    "LinearHead",
+    "MaskedHead",
+    "MitigatedModel",
+    "MitigationRun",
+    "SweepConfig",
+    "SweepInputs",
+    "SweepResult",
+    "choose_C",
+    "downstream_features",
+    "evaluate_head",
+    "export_mitigated",
+    "fit_head",
+    "load_mitigated",
+    "mitigate",
+    "probe_set_features",
+    "random_order",
+    "rank_units",
+    "resolve_downstream",
+    "run_sweep",
+    "scan_image_folder",
+    "split_indices",
+    "unit_d",
+]

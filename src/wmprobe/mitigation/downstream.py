@@ -1,0 +1,126 @@
+"""The downstream data set: an ImageFolder (or torchvision's Caltech-256) and its split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DatasetDownloadError, ImageFolderError, MitigationError
+from ..images import IMAGE_SUFFIXES, ImageRecord
+from ._cache import default_cache_dir
+
+#: Names that ``--downstream`` takes besides a folder path.
+NAMED_DATASETS = ("caltech256",)
+
+#: Where torchvision's Caltech-256 archive comes from (its own ``download``).
+CALTECH256_URL = "https://data.caltech.edu/records/nyy15-4j048/files/256_ObjectCategories.tar"
+
+
+@dataclass
+class ImageFolderSet:
+    """An ImageFolder: one sub-folder per class (sorted names are the class indices)."""
+
+    root: Path
+    classes: tuple[str, ...]
+    records: list[ImageRecord]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([r.label for r in self.records], dtype=np.int64)
+
+
+def scan_image_folder(root: str | Path) -> ImageFolderSet:
+    """List an ImageFolder: class folders under ``root``, images searched recursively in each.
+
+    Folders whose names start with a dot are ignored. A class folder without images is an error.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ImageFolderError(
+            f"Downstream folder {str(root)!r} does not exist or is not a folder."
+        )
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise ImageFolderError(
+            f"Downstream folder {str(root)!r} has no class sub-folders; expected the ImageFolder "
+            "layout ROOT/<class>/<image>."
+        )
+    records: list[ImageRecord] = []
+    empty = []
+    for label, folder in enumerate(class_dirs):
+        paths = sorted(
+            p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+        if not paths:
+            empty.append(folder.name)
+        for p in paths:
+            image_id = p.relative_to(root).with_suffix("").as_posix()
+            records.append(ImageRecord(path=p, image_id=image_id, label=label))
+    if empty:
+        raise ImageFolderError(
+            f"Downstream folder {str(root)!r}: class folder(s) without images: "
+            f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}."
+        )
+    return ImageFolderSet(root=root, classes=tuple(p.name for p in class_dirs), records=records)
+
+
+def resolve_downstream(
+    name_or_path: str | Path, *, data_dir: str | Path | None = None, download: bool = False
+) -> Path:
+    """The ImageFolder root of ``--downstream``: a folder path, or ``caltech256``.
+
+    ``caltech256`` is torchvision's ``Caltech256`` under ``data_dir`` (default: the cache folder's
+    ``datasets/``); it is downloaded only when ``download`` is true. A failed download raises
+    :class:`DatasetDownloadError` saying how to get the data another way.
+    """
+    if str(name_or_path) not in NAMED_DATASETS:
+        return Path(name_or_path).expanduser()
+    base = Path(data_dir).expanduser() if data_dir else default_cache_dir() / "datasets"
+    folder = base / "caltech256" / "256_ObjectCategories"
+    if folder.is_dir():
+        return folder
+    if not download:
+        raise ImageFolderError(
+            f"Caltech-256 is not at {folder}. Add --download to fetch it with torchvision "
+            f"(about 1.2 GB from {CALTECH256_URL}), or unpack 256_ObjectCategories.tar there."
+        )
+    from torchvision.datasets import Caltech256
+
+    try:
+        Caltech256(str(base), download=True)
+    except Exception as exc:  # noqa: BLE001 - URLError, OSError, RuntimeError: all mean "no data"
+        raise DatasetDownloadError(
+            f"Could not download Caltech-256 into {base / 'caltech256'} "
+            f"({type(exc).__name__}: {exc}). Without network, fetch {CALTECH256_URL} elsewhere "
+            f"and unpack it so that {folder} exists, or pass any ImageFolder to --downstream."
+        ) from exc
+    if not folder.is_dir():
+        raise DatasetDownloadError(f"The Caltech-256 download did not produce {folder}.")
+    return folder
+
+
+def split_indices(
+    labels: np.ndarray, *, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified train/test split: in each class, ``round(test_fraction * n)`` images to test.
+
+    Every class with at least 2 images keeps at least one image on each side; a class with one
+    image goes to train. The draw depends only on ``seed`` and the labels. Returns sorted indices.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise MitigationError(
+            f"Expected argument `test_fraction` to be in (0, 1) but got {test_fraction}"
+        )
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([int(seed), 0x5D11])
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(test_fraction * len(idx)))
+        n_test = min(max(n_test, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

@@ -1,0 +1,128 @@
+"""Backbone features the mitigation needs, each from one cached pass.
+
+- the probe set (e.g. the ImageNet samples): clean and each scenario, for ranking the units and
+  for measuring the new head's output units;
+- the downstream ImageFolder: clean (training and testing the head) and with each scenario drawn
+  (the prediction flip rate).
+
+Every image goes through the audit's pipeline (the 224x224 frame, then the model's own resize and
+normalisation). The cache is the small one in ``_cache``; the project's general activation cache
+will replace it behind these two functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..activations import Activations
+from ..images import scan_folder
+from ..models import LoadedModel
+from ..probes import Scenario
+from ._cache import cached_features
+from .downstream import scan_image_folder
+
+
+def probe_set_features(
+    model: LoadedModel,
+    images: str | Path,
+    scenarios: Sequence[str],
+    *,
+    seed: int = 0,
+    keep_watermarked: bool = False,
+    limit: int | None = None,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> tuple[Activations, dict]:
+    """Feature-layer activations of the probe set (clean + each scenario), as the audit makes them.
+
+    The images are chosen as ``wmprobe audit`` chooses them (known watermarked samples left out).
+    Returns the activations and the cache manifest.
+    """
+    probe_sets = [Scenario.preset(s) for s in scenarios]
+    image_set = scan_folder(images, keep_watermarked=keep_watermarked, limit=limit)
+    return cached_features(
+        model,
+        image_set.records,
+        probe_sets,
+        kind="probeset",
+        seed=seed,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+    )
+
+
+@dataclass
+class DownstreamFeatures:
+    """Backbone features of a downstream ImageFolder: clean and with each probe drawn.
+
+    ``clean`` is ``[n_images, n_features]``; ``probes[scenario]`` the same images with that
+    scenario's text drawn. Rows follow ``image_ids``; unreadable images are in ``skipped``.
+    """
+
+    root: Path
+    classes: tuple[str, ...]
+    image_ids: list[str]
+    labels: np.ndarray
+    clean: np.ndarray
+    probes: dict[str, np.ndarray] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+
+
+def downstream_features(
+    model: LoadedModel,
+    folder: str | Path,
+    *,
+    scenarios: Sequence[str] = (),
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    limit_per_class: int | None = None,
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> DownstreamFeatures:
+    """Backbone features of every image of an ImageFolder, cached on disk (one pass, then reads).
+
+    The cache is keyed by model + weights + the folder's files + scenarios + probe seed.
+    ``limit_per_class`` keeps the first N images of each class (small runs and tests).
+    """
+    image_folder = scan_image_folder(folder)
+    records = image_folder.records
+    if limit_per_class is not None:
+        counts: dict[int, int] = {}
+        kept = []
+        for r in records:
+            counts[r.label] = counts.get(r.label, 0) + 1
+            if counts[r.label] <= limit_per_class:
+                kept.append(r)
+        records = kept
+    probe_sets = [Scenario.preset(s) for s in scenarios]
+    acts, manifest = cached_features(
+        model,
+        records,
+        probe_sets,
+        kind="downstream",
+        seed=seed,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+    )
+    return DownstreamFeatures(
+        root=image_folder.root,
+        classes=image_folder.classes,
+        image_ids=acts.image_ids,
+        labels=acts.labels,
+        clean=acts.get("features", "clean"),
+        probes={s: acts.get("features", s) for s in scenarios},
+        skipped=acts.skipped,
+        manifest=manifest,
+    )
