@@ -2,12 +2,14 @@ import json
 import sys
 import types
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from wmprobe.cli import main
 from wmprobe.errors import ImageFolderError, WmprobeError
-from wmprobe.reproduce import PAPER_MODELS, STUDY_PRESETS, mitigation_step
+from wmprobe.reproduce import PAPER_MODELS, STUDY_PRESETS, mitigation_step, reproduce
 
 from .study_helpers import labelled_images, small_study
 
@@ -133,3 +135,32 @@ def test_audit_command_records_its_command_line(image_dir, tmp_path):
     command = json.loads((tmp_path / "run.json").read_text())["command"]
     assert command.startswith("wmprobe audit --images ") and "--scenarios latin" in command
     assert "--random-weights" not in command and "--quiet" in command
+
+
+def test_reproduce_runs_the_mitigation_sweep_with_a_downstream_folder(
+    images, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("WMPROBE_CACHE", str(tmp_path / "cache"))
+    downstream = tmp_path / "down"
+    rng = np.random.default_rng(3)
+    for c, colour in enumerate([(200, 40, 40), (40, 40, 200)]):
+        (downstream / f"class_{c}").mkdir(parents=True)
+        for i in range(8):
+            pixels = np.clip(rng.normal(colour, 50, size=(96, 96, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(downstream / f"class_{c}" / f"{i}.png")
+    out = tmp_path / "study"
+    reproduce(
+        images,
+        out,
+        models=["tiny_test_net"],
+        scenarios=["chinese"],
+        downstream=downstream,
+        num_workers=0,
+        progress=False,
+        report=False,
+    )
+    manifest = json.loads((out / "study.json").read_text())
+    assert manifest["mitigation"]["status"] == "done"
+    rows = manifest["mitigation"]["models"]["tiny_test_net"]["table"]
+    assert [r["fraction"] for r in rows] == [0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.25, 0.5]
+    assert (out / "mitigation" / "tiny_test_net" / "table.csv").is_file()

@@ -13,6 +13,7 @@ from .features import DownstreamFeatures, downstream_features, probe_set_feature
 from .heads import LinearHead, choose_C, fit_head
 from .pipeline import PAPER_FRACTIONS, MitigationRun, mitigate
 from .ranking import random_order, rank_units, unit_d
+from .study_step import reproduce_step
 from .sweep import SweepConfig, SweepInputs, SweepResult, evaluate_head, run_sweep
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "probe_set_features",
     "random_order",
     "rank_units",
+    "reproduce_step",
     "resolve_downstream",
     "run_sweep",
     "scan_image_folder",
