@@ -8,9 +8,11 @@ from click.testing import CliRunner
 from PIL import Image
 from torch import nn
 
+from wmprobe.activations import Activations
 from wmprobe.audit import audit
 from wmprobe.cli import main
 from wmprobe.models.registry import ModelSpec, register_model
+from wmprobe.tables import audit_table
 
 
 class PlantedDetector(nn.Module):
@@ -137,3 +139,18 @@ def test_output_tables_are_written(image_dir, tmp_path):
     stability = pd.read_csv(paths["stability.csv"])
     assert {"(random half)", "latin"} <= set(stability["b"])
     assert stability["jaccard"].between(0, 1).all()
+
+
+def test_nothing_is_calibrated_when_both_sides_are_identical():
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.normal(size=(998, 1, 300)), 0).astype(np.float32)
+    acts = Activations(
+        model="m",
+        image_ids=[str(i) for i in range(998)],
+        labels=np.full(998, -1),
+        variants=("clean", "null"),
+        values={"features": np.concatenate([x, x], axis=1)},
+    )
+    t = audit_table(acts, [])
+    assert (t["d"] - 0.5).abs().max() < 1e-12
+    assert not t["calibrated"].any()

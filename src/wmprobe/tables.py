@@ -25,6 +25,8 @@ from .stats import (
 
 #: The quantile of the permutation-null d values that a unit must exceed to be ``calibrated``.
 NULL_QUANTILE = 0.999
+#: How far above the null threshold d must lie to count (floating-point rounding, no more).
+CALIBRATION_MARGIN = 1e-9
 #: How many sign-flip permutations make the null of one scenario and layer.
 NULL_PERMUTATIONS = 20
 #: The significance level for ``text_detector``.
@@ -97,7 +99,8 @@ def audit_table(
             t = unit_table(clean, probe)
             null = permutation_null_d(clean, probe, n_perm, seed)
             t["null_threshold"] = null_threshold(null.ravel(), NULL_QUANTILE)
-            t["calibrated"] = t["d"] > t["null_threshold"]
+            # A margin above rounding: identical sides give d = 0.5 up to one ulp.
+            t["calibrated"] = t["d"] > t["null_threshold"] + CALIBRATION_MARGIN
             names = list(class_names) if layer == "logits" else [""] * len(t)
             t.insert(0, "class_name", names[: len(t)])
             t.insert(0, "scenario", scenario)
