@@ -15,6 +15,7 @@ import pandas as pd
 from . import __version__
 from .activations import CLEAN, LAYERS, Activations, extract
 from .artifacts import PAPER_SCENARIOS
+from .cache import ActivationCache
 from .images import ImageSet, scan_folder
 from .models import load_model
 from .probes import Scenario
@@ -110,13 +111,29 @@ def _atomic_write(path: Path, write) -> None:
     tmp.replace(path)
 
 
+#: Elements (images x units) of one block of the unit table: bounds its memory (~32 MiB float64).
+BLOCK_ELEMENTS = 4_000_000
+
+
 def unit_table(acts: Activations, class_names: Sequence[str]) -> pd.DataFrame:
-    """The per-unit table: AUC and d of every unit of every layer for every scenario."""
+    """The per-unit table: AUC and d of every unit of every layer for every scenario.
+
+    Units are taken in blocks (read from the cache when there is one), so memory does not grow
+    with the number of units times images.
+    """
     frames = []
-    for layer, values in acts.values.items():
-        clean = values[:, acts.variants.index(CLEAN), :]
+    n = max(1, len(acts.image_ids))
+    step = max(1, BLOCK_ELEMENTS // n)
+    for layer in acts.values:
+        total = acts.units(layer)
+        aucs: dict[str, list[np.ndarray]] = {s: [] for s in acts.variants[1:]}
+        for start in range(0, total, step):
+            stop = min(total, start + step)
+            clean = acts.block(layer, CLEAN, start, stop)
+            for scenario in acts.variants[1:]:
+                aucs[scenario].append(auc(clean, acts.block(layer, scenario, start, stop)))
         for scenario in acts.variants[1:]:
-            a = auc(clean, acts.get(layer, scenario))
+            a = np.concatenate(aucs[scenario]) if aucs[scenario] else np.zeros(0)
             units = np.arange(a.shape[0])
             names = [class_names[u] for u in units] if layer == "logits" else [""] * len(units)
             frames.append(
@@ -135,6 +152,16 @@ def unit_table(acts: Activations, class_names: Sequence[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[TABLE_COLUMNS]
 
 
+def _cache(cache: bool | str | Path | ActivationCache | None) -> ActivationCache | None:
+    if cache is True:
+        return ActivationCache()
+    if cache is False or cache is None:
+        return None
+    if isinstance(cache, ActivationCache):
+        return cache
+    return ActivationCache(cache)
+
+
 def audit(
     images: str | Path | ImageSet,
     *,
@@ -150,8 +177,21 @@ def audit(
     batch_size: int = 16,
     num_workers: int | None = None,
     progress: bool = True,
+    cache: bool | str | Path | ActivationCache = True,
+    reduction: str = "mean",
+    dtype: str = "float32",
+    jpeg_quality: int | None = None,
+    arch: str | None = None,
+    unsafe_load: bool = False,
+    threads: int | None = None,
 ) -> AuditResult:
     """Audit one model: how well each of its units tells clean images from watermarked ones.
+
+    ``layers`` are ``logits``, ``features``, ``blocks`` or module paths (``wmprobe layers``).
+    ``cache``: True uses the default cache folder (``$WMPROBE_CACHE`` or ``~/.cache/wmprobe``),
+    a path or an :class:`~wmprobe.cache.ActivationCache` that one, False none. ``arch`` and
+    ``unsafe_load`` apply to ``ckpt:`` models. See :func:`~wmprobe.activations.extract` for the
+    rest.
 
     Example:
         >>> result = audit("../shared/data/imagenet-samples", limit=20)  # doctest: +SKIP
@@ -166,7 +206,15 @@ def audit(
         if isinstance(images, ImageSet)
         else scan_folder(images, keep_watermarked=keep_watermarked, limit=limit)
     )
-    loaded = load_model(model, pretrained=pretrained, device=device, allow_download=allow_download)
+    loaded = load_model(
+        model,
+        pretrained=pretrained,
+        device=device,
+        allow_download=allow_download,
+        arch=arch,
+        unsafe_load=unsafe_load,
+    )
+    store = _cache(cache)
     acts = extract(
         loaded,
         image_set.records,
@@ -176,6 +224,11 @@ def audit(
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
+        cache=store,
+        reduction=reduction,
+        dtype=dtype,
+        jpeg_quality=jpeg_quality,
+        threads=threads,
     )
     if not acts.image_ids:
         from .errors import ImageFolderError
@@ -194,6 +247,11 @@ def audit(
         "limit": limit,
         "keep_watermarked": keep_watermarked,
         "device": str(loaded.device),
+        "reduction": reduction,
+        "dtype": dtype,
+        "jpeg_quality": jpeg_quality,
+        "cache": str(store.root) if store is not None else None,
+        "weights_hash": loaded.weights_hash() if store is not None else None,
     }
     table = unit_table(acts, loaded.class_names)
     return AuditResult(

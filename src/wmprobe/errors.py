@@ -39,3 +39,15 @@ class ArtifactDoesNotFitError(WmprobeError):
 
 class LayerError(WmprobeError):
     """A layer name that a model does not have."""
+
+
+class MissingDependencyError(WmprobeError):
+    """An optional package that a feature needs is not installed (the message says which)."""
+
+
+class CacheError(WmprobeError):
+    """An activation cache that cannot be used (unwritable, locked, or holding other data)."""
+
+
+class CheckpointError(WmprobeError):
+    """A model checkpoint file that cannot be read safely or does not fit its architecture."""

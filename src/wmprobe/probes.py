@@ -33,6 +33,10 @@ class Scenario:
         """The named preset (``chinese``, ``latin``, ``hindi``, ``numerals``)."""
         return cls(name=name, artifact=get_artifact(name))
 
+    def spec_hash(self) -> str:
+        """A stable hex digest (sha256) of the scenario: its name and artifact; caches key on it."""
+        return hashlib.sha256(f"{self.name}\x00{self.artifact!r}".encode()).hexdigest()
+
     def draw(self, frame: Image.Image, *, seed: int, image_id: str) -> Drawn:
         """The probe image of ``frame``: reproducible from (seed, image id, scenario name)."""
         return self.artifact.draw(frame, probe_rng(seed, image_id, self.name))
