@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import wmprobe.audit as audit_module
 from wmprobe.activations import extract
 from wmprobe.audit import unit_table
 from wmprobe.cache import ActivationCache, EntryKey
@@ -24,7 +23,7 @@ from wmprobe.models import load_model
 from wmprobe.probes import Scenario
 
 from . import _counting
-from .conftest import REPO
+from .conftest import IMAGENET_SAMPLES, REPO, needs_imagenet_samples
 
 LAYERS = ["logits", "features"]
 
@@ -106,7 +105,7 @@ def test_sigkill_during_extraction_resumes_to_identical_tables(image_dir, tmp_pa
 
 def test_a_second_run_waits_for_the_first_and_reuses_its_work(image_dir, tmp_path, capsys):
     cache = tmp_path / "cache"
-    proc = _start_slow_child(image_dir, cache, delay="0.2")
+    proc = _start_slow_child(image_dir, cache, delay="0.1")
     _wait_for(lambda: len(_markers(cache)) >= 1, proc)
     records = scan_folder(image_dir).records
     frames, acts = _extract(
@@ -258,7 +257,7 @@ def test_unit_table_in_blocks_equals_one_block(records, tmp_path, monkeypatch):
     _, acts = _extract(records, ActivationCache(tmp_path / "cache"), layers=LAYERS)
     names = tuple(str(i) for i in range(10))
     whole = unit_table(acts, names)
-    monkeypatch.setattr(audit_module, "BLOCK_ELEMENTS", 3)
+    monkeypatch.setattr(sys.modules["wmprobe.audit"], "BLOCK_ELEMENTS", 3)
     pd.testing.assert_frame_equal(unit_table(acts, names), whole)
 
 
@@ -303,3 +302,29 @@ def test_several_models_write_one_folder_each(image_dir, tmp_path):
     for name in ("counting_net", "tiny_test_net"):
         table = pd.read_parquet(tmp_path / "run" / name / "units.parquet")
         assert set(table["model"]) == {name}
+
+
+@needs_imagenet_samples()
+def test_efficientnet_lite0_blocks_from_the_cache_on_imagenet_samples(tmp_path):
+    from wmprobe.audit import audit
+
+    kw = dict(
+        model="efficientnet_lite0",
+        scenarios=["chinese", "latin"],
+        layers=["blocks", "features"],
+        limit=12,
+        progress=False,
+        cache=tmp_path / "cache",
+    )
+    first = audit(IMAGENET_SAMPLES, **kw)
+    layers = list(dict.fromkeys(first.table["layer"]))
+    assert layers == [f"_blocks.{i}" for i in (0, 2, 4, 7, 10, 14, 15)] + ["features"]
+    widths = first.table[first.table.scenario == "chinese"].groupby("layer", sort=False).size()
+    assert list(widths) == [16, 24, 40, 80, 112, 192, 320, 1280]
+    start = time.perf_counter()
+    again = audit(IMAGENET_SAMPLES, **kw)
+    cached_seconds = time.perf_counter() - start
+    pd.testing.assert_frame_equal(first.table, again.table)
+    memory = audit(IMAGENET_SAMPLES, **{**kw, "cache": False})
+    np.testing.assert_allclose(memory.table["auc"], first.table["auc"])
+    assert cached_seconds < first.seconds

@@ -1,5 +1,6 @@
 """The model registry: the paper's 20 models, presets, timm, checkpoints and entry points."""
 
+import subprocess
 import sys
 
 import pytest
@@ -19,6 +20,9 @@ from wmprobe.models import (
 from wmprobe.models.torchvision_models import weights_enum
 
 from .conftest import TinyNet
+
+HAS_TIMM = timm_models.has_timm()
+needs_timm = pytest.mark.skipif(not HAS_TIMM, reason="needs the optional timm package")
 
 #: Feature widths the paper reports (the input of each model's final linear layer).
 PAPER_WIDTHS = {
@@ -45,12 +49,24 @@ def no_network(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    import huggingface_hub
+    if HAS_TIMM:
+        import huggingface_hub
+        import timm.models._hub
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
-    import timm.models._hub
+        monkeypatch.setattr(huggingface_hub, "hf_hub_download", refuse)
+        monkeypatch.setattr(timm.models._hub, "hf_hub_download", refuse, raising=False)
 
-    monkeypatch.setattr(timm.models._hub, "hf_hub_download", refuse, raising=False)
+
+def test_listing_models_does_not_import_timm():
+    code = "import sys, wmprobe; wmprobe.list_models(); print('timm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_timm_the_paper_vits_say_how_to_get_it(monkeypatch):
+    monkeypatch.setattr(timm_models, "has_timm", lambda: False)
+    spec = timm_models._lazy("vit_base_patch16_224")()
+    assert not spec.weights_available() and "wmprobe[timm]" in spec.weights_hint
 
 
 def test_paper20_is_the_papers_list():
@@ -63,6 +79,8 @@ def test_paper20_is_the_papers_list():
 
 @pytest.mark.parametrize("name", PAPER20)
 def test_every_paper20_entry_builds_without_weights(name, no_network):
+    if name in timm_models.PAPER_TIMM and not HAS_TIMM:
+        pytest.skip("ViT and BEiT need the optional timm package")
     # Built on the meta device: the architecture and its shapes, no memory, nothing fetched.
     m = load_model(name, pretrained=False, device="meta")
     size = m.spec.input_size
@@ -76,6 +94,8 @@ def test_every_paper20_entry_builds_without_weights(name, no_network):
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "vit_base_patch16_224"])
 def test_random_init_runs_for_real(name, no_network):
+    if name.startswith("vit") and not HAS_TIMM:
+        pytest.skip("needs the optional timm package")
     m = load_model(name, pretrained=False, device="cpu")
     with LayerTaps(m, resolve_layers(m, ["logits", "features"])) as taps, torch.inference_mode():
         out = taps.run(m.preprocess(torch.zeros(1, 3, 224, 224, dtype=torch.uint8)))
@@ -110,6 +130,7 @@ def test_expand_models_keeps_order_and_drops_duplicates():
         get_model_spec("paper20")
 
 
+@needs_timm
 def test_torchvision_wins_over_timm_for_shared_names():
     assert get_model_spec("resnet50").source == "torchvision"
     assert get_model_spec("timm:resnet50").source == "timm"
@@ -117,6 +138,7 @@ def test_torchvision_wins_over_timm_for_shared_names():
     assert get_model_spec("test_vit").source == "timm"
 
 
+@needs_timm
 def test_timm_spec_follows_its_pretrained_cfg():
     import timm
 
@@ -128,12 +150,14 @@ def test_timm_spec_follows_its_pretrained_cfg():
         assert spec.classifier == "head"
 
 
+@needs_timm
 def test_timm_pretrained_without_cache_is_a_clear_error(no_network, monkeypatch):
     monkeypatch.setattr(timm_models, "cached_weights", lambda name: None)
     with pytest.raises(WeightsUnavailableError, match="--download-weights"):
         load_model("test_vit", device="cpu")
 
 
+@needs_timm
 def test_timm_pretrained_reads_the_cached_file(no_network, monkeypatch, tmp_path):
     import timm
 

@@ -13,14 +13,16 @@ __version__ = "0.1.0"
 from .activations import Activations, extract
 from .artifacts import PRESETS, TextArtifact
 from .audit import THRESHOLDS, AuditResult, audit
+from .cache import ActivationCache
 from .errors import WmprobeError
 from .images import ImageSet, load_frame, scan_folder
-from .models import list_models, load_model
+from .models import expand_models, list_models, load_model
 from .probes import Scenario
 from .stats import auc, differentiability
 
 __all__ = [
     "PRESETS",
+    "ActivationCache",
     "THRESHOLDS",
     "Activations",
     "AuditResult",
@@ -31,6 +33,7 @@ __all__ = [
     "audit",
     "auc",
     "differentiability",
+    "expand_models",
     "extract",
     "list_models",
     "load_frame",

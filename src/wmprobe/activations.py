@@ -193,10 +193,6 @@ def as_frames(pixels: torch.Tensor) -> torch.Tensor:
     return pixels.view(b * k, h, w, c).permute(0, 3, 1, 2)
 
 
-def _lower_priority(worker_id: int) -> None:
-    os.nice(int(os.environ.get("WMPROBE_NICE", "0")))
-
-
 def default_workers() -> int:
     """DataLoader workers: half the CPUs (drawing is light next to the forward pass), at most 8."""
     return max(1, min(8, (os.cpu_count() or 2) // 2))
@@ -430,13 +426,12 @@ def _run(
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=model.device.type == "cuda",
-        worker_init_fn=_lower_priority if int(os.environ.get("WMPROBE_NICE", "0")) else None,
     )
     total = sum(len(items) for *_, items, _ in schedule)
     bar = tqdm(total=total, desc=f"{model.name}: images", unit="img", disable=not progress)
     current: _Chunk | None = None
     scope = inference_scope(threads)
-    with scope, LayerTaps(model, layer_list, reduction) as taps, bar, torch.inference_mode():
+    with scope as memory, LayerTaps(model, layer_list, reduction) as taps, bar:
         for (chunk, start, rows, vids, needed, _, last), batch in zip(
             schedule, loader, strict=True
         ):
@@ -446,7 +441,10 @@ def _run(
                 current = _Chunk(start, rows, vids)
             current.errors.update({i - start: why for i, why in batch["errors"].items()})
             if "pixels" in batch:
-                current.put(batch["index"], _forward(model, taps, batch["pixels"]), batch["texts"])
+                with torch.inference_mode():
+                    outputs = _forward(model, taps, batch["pixels"])
+                current.put(batch["index"], outputs, batch["texts"])
+                memory.step()
             bar.update(batch["size"])
             if last:
                 _write_chunk(chunk, current, needed, sink, entries, records)

@@ -25,6 +25,7 @@ memory maps or in blocks of units. The data survive a killed process, not a powe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -95,6 +96,19 @@ class EntryKey:
         return Path(slug(self.model), slug(self.variant), slug(self.layer), self.digest()[:20])
 
 
+def _io(method):
+    """Turn an OSError of a cache write (disk full, read-only folder) into a CacheError."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise CacheError(f"Cannot write the activation cache at {self.path}: {exc}") from exc
+
+    return wrapper
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
@@ -150,11 +164,13 @@ class CacheEntry:
             return set()
         return {int(p.stem) for p in chunks.glob("*.json") if p.stem.isdigit()}
 
+    @_io
     def lock(self) -> FileLock:
         """The entry's file lock (held while a run writes it)."""
         self.path.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.path / ".lock"))
 
+    @_io
     def begin(self) -> None:
         """Make the entry ready to take chunks (the caller holds its lock)."""
         manifest = self.manifest()
@@ -192,6 +208,7 @@ class CacheEntry:
                 self._offset = f.tell()
         return self._offset
 
+    @_io
     def write_chunk(
         self,
         index: int,
@@ -243,6 +260,7 @@ class CacheEntry:
         os.replace(tmp, path)
         self._write_manifest(complete=False, n_units=n_units)
 
+    @_io
     def finish(self) -> None:
         """Gather the chunks' rows into rows.json and mark the entry complete."""
         if self.is_complete():
@@ -309,17 +327,20 @@ class ActivationCache:
         An unreadable file gets ``unreadable:<reason>`` (extraction then skips it).
         """
         out: list[str] = []
-        db = sqlite3.connect(self.root / "files.sqlite", timeout=60)
         try:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS files "
-                "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, sha1 TEXT)"
-            )
-            with db:
-                for path in paths:
-                    out.append(self._file_hash(db, Path(path)))
-        finally:
-            db.close()
+            db = sqlite3.connect(self.root / "files.sqlite", timeout=60)
+            try:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS files "
+                    "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, sha1 TEXT)"
+                )
+                with db:
+                    for path in paths:
+                        out.append(self._file_hash(db, Path(path)))
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            raise CacheError(f"Cannot use {self.root / 'files.sqlite'}: {exc}") from exc
         return out
 
     def _file_hash(self, db: sqlite3.Connection, path: Path) -> str:

@@ -22,7 +22,11 @@ def _friendly(func):
         except WmprobeError as exc:
             raise click.ClickException(str(exc)) from exc
         except KeyboardInterrupt:
-            click.echo("\nInterrupted; nothing was written for the unfinished step.", err=True)
+            click.echo(
+                "\nInterrupted; nothing was written for the unfinished step. Finished chunks of "
+                "activations are in the cache: the same command resumes from them.",
+                err=True,
+            )
             sys.exit(130)
 
     return wrapper
