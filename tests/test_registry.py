@@ -188,6 +188,22 @@ def test_checkpoint_state_dict_with_arch(tmp_path):
         load_model(f"ckpt:{path}", device="cpu")
 
 
+def test_checkpoint_from_the_command_line(tmp_path, image_dir):
+    from click.testing import CliRunner
+
+    from wmprobe.cli import main
+
+    path = tmp_path / "net.pt"
+    torch.save(_tiny_state(7), path)
+    argv = ["audit", "--images", str(image_dir), "--out", str(tmp_path / "run"), "--quiet"]
+    argv += ["--model", f"ckpt:{path}", "--limit", "3", "--scenarios", "latin"]
+    argv += ["--workers", "0", "--no-cache"]
+    result = CliRunner().invoke(main, [*argv, "--arch", "tiny_test_net"])
+    assert result.exit_code == 0, result.output
+    missing = CliRunner().invoke(main, argv)
+    assert missing.exit_code == 1 and "--arch" in missing.output
+
+
 def test_checkpoint_dict_names_its_arch_and_a_new_head(tmp_path):
     state = _tiny_state(8)
     state["fc.weight"], state["fc.bias"] = torch.randn(3, 8), torch.randn(3)

@@ -194,7 +194,11 @@ def audit(
     if no_cache and cache_dir is not None:
         raise click.UsageError("--cache and --no-cache contradict each other.")
     if len(names) > 1 and not random_weights and not download_weights:
-        missing = [n for n in names if not get_model_spec(n).weights_available()]
+        missing = [
+            n
+            for n in names
+            if not n.startswith("ckpt:") and not get_model_spec(n).weights_available()
+        ]
         if missing:  # say so before the first model runs, not after the tenth
             raise WmprobeError(
                 f"Weights are not available offline for {len(missing)} of the {len(names)} "

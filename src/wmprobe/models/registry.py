@@ -142,7 +142,8 @@ def get_model_spec(name: str) -> ModelSpec:
 def expand_models(models: str | Sequence[str]) -> list[str]:
     """Model names from a comma-separated string or a list, with presets expanded, in order.
 
-    Each name is checked (an unknown one raises); duplicates are kept once.
+    Each name is checked (an unknown one raises) except ``ckpt:`` files, whose architecture may
+    come with the call that loads them; duplicates are kept once.
 
     Example:
         >>> expand_models("paper20,efficientnet_lite0")[-3:]
@@ -155,7 +156,8 @@ def expand_models(models: str | Sequence[str]) -> list[str]:
             continue
         for name in MODEL_PRESETS.get(item, (item,)):
             if name not in out:
-                get_model_spec(name)
+                if not name.startswith("ckpt:"):
+                    get_model_spec(name)
                 out.append(name)
     if not out:
         raise UnknownModelError("Expected at least one model name but got none.")
