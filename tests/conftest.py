@@ -54,6 +54,18 @@ def _build_tiny(pretrained: bool, allow_download: bool) -> nn.Module:
 register_model(ModelSpec(name="tiny_test_net", build=_build_tiny, input_size=64, source="test"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory):
+    """Tests never write to the user's activation cache (~/.cache/wmprobe)."""
+    old = os.environ.get("WMPROBE_CACHE")
+    os.environ["WMPROBE_CACHE"] = str(tmp_path_factory.mktemp("wmprobe-cache"))
+    yield
+    if old is None:
+        os.environ.pop("WMPROBE_CACHE", None)
+    else:
+        os.environ["WMPROBE_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def image_dir(tmp_path_factory) -> Path:
     """A folder of 12 synthetic RGB images of various sizes."""

@@ -71,3 +71,12 @@ def test_models_and_scenarios_lists():
     assert models.exit_code == 0 and "offline-ready" in models.output
     scenarios = runner.invoke(main, ["scenarios"])
     assert "的一是不了在人有我他这个们中来上大为和国" in scenarios.output
+
+
+def test_paper20_without_weights_says_which_before_any_work(image_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    argv = ["audit", "--images", str(image_dir), "--out", str(tmp_path / "o"), "--quiet"]
+    result = CliRunner().invoke(main, [*argv, "--model", "paper20"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "not available offline for 20 of the 20 models" in result.output
+    assert "resnet101" in result.output and "--download-weights" in result.output

@@ -14,17 +14,19 @@ from .activations import Activations, extract
 from .analysis import Study, load_study
 from .artifacts import PRESETS, ImageOverlay, TextArtifact
 from .audit import THRESHOLDS, AuditResult, audit
+from .cache import ActivationCache
 from .errors import WmprobeError
 from .generate import generate
 from .images import ImageSet, load_frame, scan_folder
 from .manifest import read_manifest
-from .models import list_models, load_model
+from .models import expand_models, list_models, load_model
 from .probes import Scenario, resolve_scenarios
 from .report import build_report
 from .stats import auc, differentiability
 
 __all__ = [
     "PRESETS",
+    "ActivationCache",
     "THRESHOLDS",
     "Activations",
     "AuditResult",
@@ -38,6 +40,7 @@ __all__ = [
     "auc",
     "build_report",
     "differentiability",
+    "expand_models",
     "extract",
     "generate",
     "list_models",

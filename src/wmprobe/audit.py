@@ -15,6 +15,7 @@ import pandas as pd
 from . import __version__
 from .activations import LAYERS, Activations, extract
 from .artifacts import PAPER_SCENARIOS
+from .cache import ActivationCache
 from .errors import ImageFolderError, ScenarioSpecError
 from .images import ImageSet, check_jpeg_quality, scan_folder
 from .models import load_model
@@ -189,6 +190,16 @@ def _pair_probe_folders(
     return dataclasses.replace(image_set, records=records, excluded=excluded), unpaired
 
 
+def _cache(cache: bool | str | Path | ActivationCache | None) -> ActivationCache | None:
+    if cache is True:
+        return ActivationCache()
+    if cache is False or cache is None:
+        return None
+    if isinstance(cache, ActivationCache):
+        return cache
+    return ActivationCache(cache)
+
+
 def audit(
     images: str | Path | ImageSet,
     *,
@@ -204,12 +215,22 @@ def audit(
     batch_size: int = 16,
     num_workers: int | None = None,
     progress: bool = True,
+    cache: bool | str | Path | ActivationCache = True,
+    reduction: str = "mean",
+    dtype: str = "float32",
     jpeg_quality: int | None = None,
+    arch: str | None = None,
+    unsafe_load: bool = False,
+    threads: int | None = None,
 ) -> AuditResult:
     """Audit one model: how well each of its units tells clean images from watermarked ones.
 
-    ``scenarios`` are names that :func:`wmprobe.probes.resolve_scenarios` understands (presets
-    with modifiers, ``FILE.toml``, ``folder:PATH``) or :class:`Scenario` objects. With
+    ``layers`` are ``logits``, ``features``, ``blocks`` or module paths (``wmprobe layers``).
+    ``cache``: True uses the default cache folder (``$WMPROBE_CACHE`` or ``~/.cache/wmprobe``),
+    a path or an :class:`~wmprobe.cache.ActivationCache` that one, False none. ``arch`` and
+    ``unsafe_load`` apply to ``ckpt:`` models. See :func:`~wmprobe.activations.extract` for the
+    rest. ``scenarios`` are names that :func:`wmprobe.probes.resolve_scenarios` understands
+    (presets with modifiers, ``FILE.toml``, ``folder:PATH``) or :class:`Scenario` objects. With
     ``jpeg_quality`` both sides are JPEG-encoded at that quality (probes after drawing). Clean
     images without a partner in a probe folder are left out and listed in ``images.excluded``.
 
@@ -229,7 +250,15 @@ def audit(
         else scan_folder(images, keep_watermarked=keep_watermarked, limit=limit)
     )
     image_set, unpaired = _pair_probe_folders(image_set, probe_sets)
-    loaded = load_model(model, pretrained=pretrained, device=device, allow_download=allow_download)
+    loaded = load_model(
+        model,
+        pretrained=pretrained,
+        device=device,
+        allow_download=allow_download,
+        arch=arch,
+        unsafe_load=unsafe_load,
+    )
+    store = _cache(cache)
     acts = extract(
         loaded,
         image_set.records,
@@ -239,7 +268,11 @@ def audit(
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
+        cache=store,
+        reduction=reduction,
+        dtype=dtype,
         jpeg_quality=jpeg_quality,
+        threads=threads,
     )
     if not acts.image_ids:
         raise ImageFolderError(
@@ -259,6 +292,10 @@ def audit(
         "limit": limit,
         "keep_watermarked": keep_watermarked,
         "device": str(loaded.device),
+        "reduction": reduction,
+        "dtype": dtype,
+        "cache": str(store.root) if store is not None else None,
+        "weights_hash": loaded.weights_hash() if store is not None else None,
     }
     table = audit_table(acts, loaded.class_names, seed=seed)
     has_logits = "logits" in acts.values

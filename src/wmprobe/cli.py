@@ -23,7 +23,11 @@ def _friendly(func):
         except WmprobeError as exc:
             raise click.ClickException(str(exc)) from exc
         except KeyboardInterrupt:
-            click.echo("\nInterrupted; nothing was written for the unfinished step.", err=True)
+            click.echo(
+                "\nInterrupted; nothing was written for the unfinished step. Finished chunks of "
+                "activations are in the cache: the same command resumes from them.",
+                err=True,
+            )
             sys.exit(130)
 
     return wrapper
@@ -77,9 +81,12 @@ def main() -> None:
 )
 @click.option(
     "--model",
+    "--models",
+    "model",
     default="efficientnet_lite0",
     show_default=True,
-    help="Model name (see `wmprobe models`).",
+    help="Model name, comma-separated names or a preset (paper20); see `wmprobe models`. "
+    "Several models: one subfolder of --out each.",
 )
 @click.option(
     "--scenarios",
@@ -92,7 +99,16 @@ def main() -> None:
     "--layers",
     default="logits,features",
     show_default=True,
-    help="Comma-separated layers: logits, features.",
+    help="Comma-separated layers: logits, features, blocks (one per stage) or module paths "
+    "(see `wmprobe layers`).",
+)
+@click.option(
+    "--reduce",
+    "reduction",
+    type=click.Choice(["mean", "max"]),
+    default="mean",
+    show_default=True,
+    help="Reduction of conv maps over space and of transformer tokens.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the probe sets.")
 @click.option(
@@ -138,6 +154,33 @@ def main() -> None:
     multiple=True,
     help="Exit with status 3 when a gate trips, e.g. 'features:d>0.9:count>10'.",
 )
+@click.option(
+    "--cache",
+    "cache_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Activation cache folder (default: $WMPROBE_CACHE or ~/.cache/wmprobe).",
+)
+@click.option("--no-cache", is_flag=True, help="Keep activations in memory only.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="Precision of cached activations.",
+)
+@click.option("--arch", default=None, help="Architecture of a ckpt:/path/file.pt model.")
+@click.option(
+    "--unsafe-load",
+    is_flag=True,
+    help="Allow a ckpt: file that pickles Python objects (runs its code: trusted files only).",
+)
+@click.option(
+    "--threads",
+    default=None,
+    type=click.IntRange(min=1),
+    help="torch intra-op threads during extraction (default: torch's).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly
 def audit(
@@ -156,6 +199,13 @@ def audit(
     workers,
     jpeg_quality,
     fail_if,
+    reduction,
+    cache_dir,
+    no_cache,
+    dtype,
+    arch,
+    unsafe_load,
+    threads,
     quiet,
 ) -> None:
     """Measure how well each unit of a model tells clean from watermarked images.
@@ -171,36 +221,63 @@ def audit(
         --scenarios null,null+jpeg_probe,chinese,chinese+placebo_box,my_spec.toml --out RUN
     """
     from .audit import audit as run_audit
+    from .cache import ActivationCache, slug
     from .gate import any_tripped, evaluate_gates, parse_gate
+    from .models import expand_models, get_model_spec
 
     gates = parse_gate(list(fail_if)) if fail_if else []  # bad syntax fails before any work
-    result = run_audit(
-        images,
-        model=model,
-        scenarios=_split(scenarios),
-        layers=_split(layers),
-        seed=seed,
-        limit=limit,
-        keep_watermarked=keep_watermarked,
-        pretrained=not random_weights,
-        device=device,
-        allow_download=download_weights,
-        batch_size=batch_size,
-        num_workers=workers,
-        progress=not quiet,
-        jpeg_quality=jpeg_quality,
-    )
-    result.config["command"] = _command_line()
-    paths = result.save(out)
-    click.echo(result.summary())
-    click.echo(f"\nwrote {', '.join(str(p) for p in paths.values())}")
-    if gates:
-        results = evaluate_gates(gates, result.table)
-        for r in results:
-            click.echo(str(r))
-        if any_tripped(results):
-            click.echo("audit gate tripped (--fail-if)", err=True)
-            sys.exit(3)
+    names = expand_models(model)
+    if no_cache and cache_dir is not None:
+        raise click.UsageError("--cache and --no-cache contradict each other.")
+    if len(names) > 1 and not random_weights and not download_weights:
+        missing = [
+            n
+            for n in names
+            if not n.startswith("ckpt:") and not get_model_spec(n).weights_available()
+        ]
+        if missing:  # say so before the first model runs, not after the tenth
+            raise WmprobeError(
+                f"Weights are not available offline for {len(missing)} of the {len(names)} "
+                f"models: {', '.join(missing)}. Add --download-weights (needs network) or "
+                "--random-weights, or leave them out (`wmprobe models` says which are ready)."
+            )
+    cache = False if no_cache else ActivationCache(cache_dir)
+    tripped = False
+    for name in names:
+        result = run_audit(
+            images,
+            model=name,
+            scenarios=_split(scenarios),
+            layers=_split(layers),
+            seed=seed,
+            limit=limit,
+            keep_watermarked=keep_watermarked,
+            pretrained=not random_weights,
+            device=device,
+            allow_download=download_weights,
+            batch_size=batch_size,
+            num_workers=workers,
+            progress=not quiet,
+            jpeg_quality=jpeg_quality,
+            cache=cache,
+            reduction=reduction,
+            dtype=dtype,
+            arch=arch,
+            unsafe_load=unsafe_load,
+            threads=threads,
+        )
+        result.config["command"] = _command_line()
+        paths = result.save(out if len(names) == 1 else out / slug(name))
+        click.echo(result.summary())
+        click.echo(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+        if gates:
+            results = evaluate_gates(gates, result.table)
+            for r in results:
+                click.echo(str(r))
+            tripped = tripped or any_tripped(results)
+    if tripped:
+        click.echo("audit gate tripped (--fail-if)", err=True)
+        sys.exit(3)
 
 
 @main.command()
@@ -372,22 +449,68 @@ def reproduce(
 
 @main.command()
 @click.option("--pattern", default="*", show_default=True, help="Shell-style filter on names.")
+@click.option("--timm", "with_timm", is_flag=True, help="Also list timm's models matching it.")
 @_friendly
-def models(pattern: str) -> None:
+def models(pattern: str, with_timm: bool) -> None:
     """List the registered models and whether their weights are available offline now.
 
-    Any torchvision classification model name works too, beyond this list.
+    Any torchvision classification model, any timm model (pip install 'wmprobe[timm]'),
+    ckpt:/path/file.pt (with --arch) and package.module:factory work too, beyond this list.
+    Presets: paper20 (the paper's 20 models).
 
     Example:
 
         wmprobe models --pattern 'resnet*'
     """
-    from .models import get_model_spec, list_models
+    from .models import MODEL_PRESETS, get_model_spec, list_models
 
-    for name in list_models(pattern):
+    names = list_models(pattern)
+    if with_timm:
+        from .models.timm_models import _timm
+
+        names += sorted(set(_timm().list_models(pattern)) - set(names))
+    for name in names:
         spec = get_model_spec(name)
         ready = "offline-ready" if spec.weights_available() else f"needs: {spec.weights_hint}"
-        click.echo(f"{name:24s} {spec.source:12s} {spec.input_size:4d}px  {ready}")
+        click.echo(f"{name:28s} {spec.source:12s} {spec.input_size:4d}px  {ready}")
+    for preset, members in MODEL_PRESETS.items():
+        click.echo(f"preset {preset}: {', '.join(members)}")
+
+
+@main.command()
+@click.option("--model", required=True, help="Model name (see `wmprobe models`).")
+@click.option("--pattern", default="*", show_default=True, help="Shell-style filter on paths.")
+@click.option("--arch", default=None, help="Architecture of a ckpt:/path/file.pt model.")
+@_friendly
+def layers(model: str, pattern: str, arch: str | None) -> None:
+    """List a model's layers: the names --layers takes, with output shape and unit count.
+
+    The model is built without weights (on the meta device): nothing is computed or downloaded.
+    Conv maps count one unit per channel; transformer tokens one per dimension.
+
+    Example:
+
+        wmprobe layers --model resnet50 --pattern 'layer4*'
+    """
+    from .models import describe_layers, load_model, resolve_layers
+
+    try:
+        loaded = load_model(model, device="meta", arch=arch)
+        infos = describe_layers(loaded, pattern)
+    except (RuntimeError, NotImplementedError):  # an op without a meta kernel: build on the CPU
+        loaded = load_model(model, device="cpu", pretrained=False, arch=arch)
+        infos = describe_layers(loaded, pattern)
+    blocks = [layer.name for layer in resolve_layers(loaded, ["blocks"])]
+    click.echo(f"logits    {len(loaded.class_names)} units")
+    if loaded.classifier_path is not None:
+        width = loaded.classifier.in_features
+        click.echo(f"features  {width} units (input of {loaded.classifier_path})")
+    click.echo(f"blocks    {', '.join(blocks)}")
+    for info in infos:
+        shape = "x".join(map(str, info.shape)) if info.shape else "-"
+        units = info.units if info.units is not None else "-"
+        calls = f"  (called {info.calls}x: last call)" if info.calls > 1 else ""
+        click.echo(f"{info.name:40s} {info.kind:24s} {shape:>14s} {units!s:>6}{calls}")
 
 
 @main.command()

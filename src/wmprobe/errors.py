@@ -83,3 +83,15 @@ class DatasetDownloadError(WmprobeError):
 
 class MitigationError(WmprobeError):
     """A mitigation request that cannot be carried out (bad fractions, too few images, ...)."""
+
+
+class MissingDependencyError(WmprobeError):
+    """An optional package that a feature needs is not installed (the message says which)."""
+
+
+class CacheError(WmprobeError):
+    """An activation cache that cannot be used (unwritable, locked, or holding other data)."""
+
+
+class CheckpointError(WmprobeError):
+    """A model checkpoint file that cannot be read safely or does not fit its architecture."""

@@ -1,15 +1,45 @@
-"""Models by name: the registry, loading, preprocessing and the feature layer."""
+"""Models by name: the registry, loading, preprocessing, the feature layer and any other layer."""
 
-from .loaded import LoadedModel, find_classifier, load_model, resolve_device
-from .registry import ModelSpec, get_model_spec, list_models, register_model
+from .layers import (
+    REDUCTIONS,
+    SPECIAL_LAYERS,
+    Layer,
+    LayerInfo,
+    LayerTaps,
+    block_layers,
+    describe_layers,
+    resolve_layers,
+)
+from .loaded import LoadedModel, find_classifier, load_model, resolve_device, state_dict_hash
+from .registry import (
+    MODEL_PRESETS,
+    PAPER20,
+    ModelSpec,
+    expand_models,
+    get_model_spec,
+    list_models,
+    register_model,
+)
 
 __all__ = [
+    "MODEL_PRESETS",
+    "PAPER20",
+    "REDUCTIONS",
+    "SPECIAL_LAYERS",
+    "Layer",
+    "LayerInfo",
+    "LayerTaps",
     "LoadedModel",
     "ModelSpec",
+    "block_layers",
+    "describe_layers",
+    "expand_models",
     "find_classifier",
     "get_model_spec",
     "list_models",
     "load_model",
     "register_model",
     "resolve_device",
+    "resolve_layers",
+    "state_dict_hash",
 ]

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
+from ..errors import WmprobeError
 from .registry import ModelSpec, get_model_spec
 
 
 @dataclass
 class LoadedModel:
-    """A built model in eval mode on its device, with what extraction needs to know about it."""
+    """A built model in eval mode on its device, with what extraction needs to know about it.
+
+    ``classifier_path`` is the module path of the final linear layer (its input is the
+    ``features`` layer), or None when the model has none.
+    """
 
     spec: ModelSpec
     module: nn.Module
@@ -22,6 +28,9 @@ class LoadedModel:
     class_names: tuple[str, ...]
     device: torch.device
     pretrained: bool
+    classifier_path: str | None = None
+    _hash: str | None = field(default=None, repr=False)
+    _norm: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -31,23 +40,60 @@ class LoadedModel:
         """uint8 frames ``[B, 3, 224, 224]`` -> normalised float input ``[B, 3, S, S]``.
 
         The whole frame is resized to the model's input size (never cropped), then normalised.
+        The result is channels-last in memory, as the model's weights (see :func:`load_model`).
         """
-        x = frames.to(self.device, non_blocking=True).float().div_(255.0)
+        x = frames.to(self.device, non_blocking=True)
+        x = x.contiguous(memory_format=torch.channels_last).float()  # 0..255
         size = self.spec.input_size
-        if x.shape[-1] != size or x.shape[-2] != size:
+        if x.shape[-1] != size or x.shape[-2] != size:  # linear: commutes with the scaling
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-        mean = torch.tensor(self.spec.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.spec.std, device=self.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        if self._norm is None:  # (x / 255 - mean) / std == (x - 255 mean) * (1 / (255 std))
+            mean = torch.tensor(self.spec.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+            std = torch.tensor(self.spec.std, device=self.device).view(1, 3, 1, 1) * 255.0
+            self._norm = (mean, 1.0 / std)
+        shift, scale = self._norm
+        return x.sub_(shift).mul_(scale).contiguous(memory_format=torch.channels_last)
+
+    def weights_hash(self) -> str:
+        """A checksum (blake2b) of every parameter and buffer: names, shapes, dtypes and values.
+
+        Two models with equal hashes compute the same function; activation caches key on it.
+        """
+        if self._hash is None:
+            self._hash = state_dict_hash(self.module)
+        return self._hash
+
+
+def state_dict_hash(module: nn.Module) -> str:
+    """blake2b hex digest of a module's state dict (names, dtypes, shapes and bytes)."""
+    digest = hashlib.blake2b(digest_size=20)
+    for name, tensor in sorted(module.state_dict().items()):
+        if not torch.is_tensor(tensor):
+            continue
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        if tensor.device.type == "meta":
+            digest.update(b"meta")
+            continue
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        if flat.dtype in (torch.bfloat16, torch.float16):
+            flat = flat.view(torch.int16)
+        elif flat.dtype == torch.bool:
+            flat = flat.to(torch.uint8)
+        digest.update(memoryview(flat.numpy()).cast("B"))
+    return digest.hexdigest()
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` is CUDA when present, else CPU; asking for CUDA without a GPU is an error."""
-    from ..errors import WmprobeError
+    """``auto`` is CUDA when present, else CPU; asking for CUDA without a GPU is an error.
 
+    ``meta`` builds the model without memory or weights: shapes only (``wmprobe layers``).
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise WmprobeError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise WmprobeError(
             f"Device {device!r} was asked for, but no CUDA GPU is available here; "
@@ -56,13 +102,27 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def find_classifier_path(module: nn.Module) -> str | None:
+    """Module path of the last ``nn.Linear`` registered in ``module`` (its input: the features)."""
+    last = None
+    for path, sub in module.named_modules():
+        if isinstance(sub, nn.Linear):
+            last = path
+    return last
+
+
 def find_classifier(module: nn.Module) -> nn.Linear | None:
     """The final linear layer (the last ``nn.Linear`` registered); its input is the features."""
-    last = None
-    for sub in module.modules():
-        if isinstance(sub, nn.Linear):
-            last = sub
-    return last
+    path = find_classifier_path(module)
+    return None if path is None else module.get_submodule(path)
+
+
+def _class_names(spec: ModelSpec, n_out: int) -> tuple[str, ...]:
+    if spec.class_names is not None and len(spec.class_names) == n_out:
+        return tuple(spec.class_names)
+    if n_out == 1000:
+        return tuple(_IMAGENET_CATEGORIES)
+    return tuple(f"class_{i}" for i in range(n_out))
 
 
 def load_model(
@@ -71,27 +131,50 @@ def load_model(
     pretrained: bool = True,
     device: str = "auto",
     allow_download: bool = False,
+    arch: str | None = None,
+    unsafe_load: bool = False,
 ) -> LoadedModel:
     """Build a registered model, in eval mode on ``device``.
+
+    ``arch`` and ``unsafe_load`` apply to ``ckpt:/path/file.pt`` models (see
+    :mod:`wmprobe.models.checkpoint`). ``device="meta"`` builds shapes only, without weights.
+    Conv weights are kept channels-last in memory (as :meth:`LoadedModel.preprocess` makes the
+    input): measured 1.1-1.9x faster on CPU for the paper's CNNs, same values up to rounding.
 
     Example:
         >>> m = load_model("efficientnet_lite0", device="cpu")
         >>> m.spec.input_size, len(m.class_names)
         (224, 1000)
     """
-    spec = get_model_spec(name)
+    from .checkpoint import PREFIX, checkpoint_spec
+
+    if name.startswith(PREFIX):
+        spec = checkpoint_spec(name, arch, unsafe_load=unsafe_load)
+    elif arch is not None:
+        raise WmprobeError(f"`arch` names the architecture of a ckpt: model, not of {name!r}.")
+    else:
+        spec = get_model_spec(name)
     dev = resolve_device(device)
-    module = spec.build(pretrained, allow_download).eval().to(dev)
-    classifier = find_classifier(module)
+    if dev.type == "meta":
+        with torch.device("meta"):
+            module = spec.build(False, False)
+        pretrained = False
+    else:
+        module = spec.build(pretrained, allow_download)
+    module = module.eval().to(dev)
+    if dev.type != "meta":
+        module = module.to(memory_format=torch.channels_last)
+    path = spec.classifier or find_classifier_path(module)
+    classifier = module.get_submodule(path) if path else None
+    if classifier is not None and not isinstance(classifier, nn.Linear):
+        path, classifier = None, None
     n_out = classifier.out_features if classifier is not None else 1000
-    names = (
-        tuple(_IMAGENET_CATEGORIES) if n_out == 1000 else tuple(f"class_{i}" for i in range(n_out))
-    )
     return LoadedModel(
         spec=spec,
         module=module,
         classifier=classifier,
-        class_names=names,
+        class_names=_class_names(spec, n_out),
         device=dev,
         pretrained=pretrained,
+        classifier_path=path,
     )

@@ -16,29 +16,10 @@ from torch import nn
 from torchvision.models import get_model, get_model_weights
 
 from ..errors import WeightsUnavailableError
-from .registry import ModelSpec, register_model, register_provider
+from .registry import PAPER20, ModelSpec, register_model, register_provider
 
 #: The torchvision models of the paper (ViT-B/16 and BEiT-B/16 come from timm there).
-PAPER_TORCHVISION = (
-    "alexnet",
-    "resnet18",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext101_32x8d",
-    "wide_resnet101_2",
-    "inception_v3",
-    "densenet121",
-    "densenet161",
-    "densenet201",
-    "googlenet",
-    "mobilenet_v2",
-    "shufflenet_v2_x1_0",
-    "vgg11",
-    "vgg13",
-    "vgg16",
-    "vgg19",
-)
+PAPER_TORCHVISION = PAPER20[:18]
 
 
 @functools.lru_cache(maxsize=1)
@@ -108,4 +89,4 @@ def torchvision_spec(name: str) -> ModelSpec | None:
 
 for _name in PAPER_TORCHVISION:
     register_model(torchvision_spec(_name))
-register_provider(torchvision_spec)
+register_provider(torchvision_spec, priority=10)

@@ -1,0 +1,254 @@
+"""Benchmark: the audit path against the bare model, and the memory of a 50k-image audit.
+
+1. For efficientnet_lite0 (its weights) and a random-init resnet50: images/s of the whole audit
+   path (``extract`` from image files: reading, framing, drawing the probes in DataLoader workers,
+   the forward pass with hooks, cache writes to a fresh cache) and of a bare ``model(x)`` on the
+   same preprocessed tensors (same batch size, same threads, same malloc settings), measured in
+   alternating rounds in this one process; their ratio per round and over all rounds.
+2. Peak RSS of a subprocess that audits 50,000 synthetic images (16 small JPEG files repeated
+   under distinct ids, so each gets its own probes) with a tiny model (logits and features,
+   cached, two scenarios by default so that it takes minutes), against that process's own RSS
+   after loading the model and running it once on a batch, and the largest DataLoader worker's.
+
+Run: ``PYTHONPATH=src python bench/extract.py`` (``--help`` for sizes). An image counts once with
+its probes: one image = the clean frame and one frame per scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from wmprobe._cpu import inference_scope
+from wmprobe.activations import _collate, _ProbeDataset, as_frames, default_workers, extract
+from wmprobe.artifacts import PAPER_SCENARIOS
+from wmprobe.cache import ActivationCache
+from wmprobe.images import ImageRecord, ImageSet, scan_folder
+from wmprobe.models import load_model
+from wmprobe.models.registry import ModelSpec, register_model
+from wmprobe.probes import Scenario
+
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-samples"
+
+
+def _records(images: Path | None, n: int, tmp: Path) -> tuple[list[ImageRecord], str]:
+    if images is not None and images.is_dir():
+        return scan_folder(images, limit=n).records, str(images)
+    folder = tmp / "synthetic"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):  # ImageNet-like sizes, JPEG
+        pixels = rng.integers(0, 256, size=(375, 500, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img_{i:04d}.jpg", quality=90)
+    return scan_folder(folder).records, f"{n} synthetic 500x375 JPEGs (no {images})"
+
+
+def _frames(model, records, scenarios, batch_size, seed=0):
+    """The preprocessed input tensors the audit path feeds the model, batch by batch."""
+    dataset = _ProbeDataset(records, scenarios, seed)
+    vids = tuple(range(len(scenarios) + 1))
+    out = []
+    for b0 in range(0, len(records), batch_size):
+        batch = _collate(
+            [dataset[(i, vids)] for i in range(b0, min(b0 + batch_size, len(records)))]
+        )
+        out.append(model.preprocess(as_frames(batch["pixels"])))
+    return out
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the DataLoader workers)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _bare_forward(model, inputs, threads) -> tuple[float, float]:
+    cpu, start = _cpu_seconds(), time.perf_counter()
+    with inference_scope(threads), torch.inference_mode():
+        for x in inputs:
+            model.module(x)
+    return time.perf_counter() - start, _cpu_seconds() - cpu
+
+
+def _audit_path(
+    model, records, scenarios, batch_size, workers, threads, tmp
+) -> tuple[float, float]:
+    cache_dir = tempfile.mkdtemp(dir=tmp)
+    cpu, start = _cpu_seconds(), time.perf_counter()
+    extract(
+        model,
+        records,
+        scenarios,
+        layers=["logits", "features"],
+        batch_size=batch_size,
+        num_workers=workers,
+        progress=False,
+        cache=ActivationCache(cache_dir),
+        threads=threads,
+    )
+    seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+    shutil.rmtree(cache_dir)
+    return seconds, cpu
+
+
+def ratio_bench(args, tmp: Path) -> None:
+    scenarios = [Scenario.preset(s) for s in PAPER_SCENARIOS]
+    threads = args.threads or torch.get_num_threads()
+    print(
+        f"ratio bench: {len(scenarios)} scenarios ({len(scenarios) + 1} frames per image), batch "
+        f"{args.batch_size} images, torch threads {threads}, DataLoader workers "
+        f"{default_workers() if args.workers is None else args.workers}, {os.cpu_count()} cpus, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; {args.rounds} rounds "
+        "of audit path and bare forward, alternating (ABBA)"
+    )
+    for name, pretrained, n in (
+        ("efficientnet_lite0", True, args.n),
+        ("resnet50", False, args.n_big),
+    ):
+        records, source = _records(args.images, n, tmp)
+        torch.manual_seed(0)
+        model = load_model(name, pretrained=pretrained, device="cpu")
+        inputs = _frames(model, records, scenarios, args.batch_size)
+        _bare_forward(model, inputs[:1], threads)  # warm-up
+        model.weights_hash()  # computed once per model in an audit; not part of each round
+        audit, forward = [], []
+        for r in range(args.rounds):
+            steps = [("audit", audit), ("forward", forward)]
+            for what, sink in steps if r % 2 == 0 else steps[::-1]:
+                if what == "audit":
+                    sink.append(
+                        _audit_path(
+                            model, records, scenarios, args.batch_size, args.workers, threads, tmp
+                        )
+                    )
+                else:
+                    sink.append(_bare_forward(model, inputs, threads))
+        wall = [f[0] / a[0] for f, a in zip(forward, audit, strict=True)]
+        cpu = [f[1] / a[1] for f, a in zip(forward, audit, strict=True)]
+        aw, fw = sum(a[0] for a in audit), sum(f[0] for f in forward)
+        ac, fc = sum(a[1] for a in audit), sum(f[1] for f in forward)
+        k = len(records) * args.rounds
+        print(f"{name} ({len(records)} images from {source}, load avg {os.getloadavg()[0]:.1f}):")
+        print(
+            f"  wall: audit {k / aw:.2f} img/s, forward {k / fw:.2f} img/s, ratio {fw / aw:.3f} "
+            f"(per round {' '.join(f'{x:.3f}' for x in wall)}, "
+            f"median {statistics.median(wall):.3f})"
+        )
+        print(
+            f"  cpu:  audit {k / ac:.2f} img/cpu-s, forward {k / fc:.2f} img/cpu-s, ratio "
+            f"{fc / ac:.3f} (per round {' '.join(f'{x:.3f}' for x in cpu)})",
+            flush=True,
+        )
+
+
+class _Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 32, 8, stride=8)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 1000)
+
+    def forward(self, x):
+        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+def _maxrss_mib(who=resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
+
+
+def rss_child(args) -> None:
+    """In a subprocess: audit ``args.rss_images`` synthetic images, print the RSS figures."""
+    from wmprobe.audit import audit
+
+    torch.manual_seed(0)
+    register_model(ModelSpec(name="bench_tiny", build=lambda p, d: _Tiny(), input_size=224))
+    tmp = Path(tempfile.mkdtemp(prefix="wmprobe-rss-"))
+    try:
+        folder = tmp / "files"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(16):
+            pixels = rng.integers(0, 256, size=(256, 320, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"f{i:02d}.jpg", quality=90)
+        files = sorted(folder.iterdir())
+        records = [
+            ImageRecord(path=files[i % len(files)], image_id=f"img{i:06d}")
+            for i in range(args.rss_images)
+        ]
+        image_set = ImageSet(root=folder, records=records)
+        model = load_model("bench_tiny", device="cpu")
+        with torch.inference_mode():
+            model.module(model.preprocess(torch.zeros(80, 3, 224, 224, dtype=torch.uint8)))
+        base = _maxrss_mib()
+        start = time.perf_counter()
+        result = audit(
+            image_set,
+            model="bench_tiny",
+            scenarios=args.rss_scenarios.split(","),
+            layers=["logits", "features"],
+            cache=tmp / "cache",
+            num_workers=args.rss_workers,
+            progress=False,
+        )
+        seconds = time.perf_counter() - start
+        peak = _maxrss_mib()
+        workers = _maxrss_mib(resource.RUSAGE_CHILDREN)
+        print(
+            f"rss bench: {len(result.activations.image_ids)} images ({len(files)} files) x "
+            f"{len(result.activations.variants)} variants ({args.rss_scenarios}), logits and "
+            f"features, table {len(result.table)} rows, {args.rss_workers} workers, "
+            f"{seconds:.0f} s; RSS after loading and running the model {base:.0f} MiB, peak "
+            f"{peak:.0f} MiB, peak above the model's own {peak - base:.0f} MiB; largest worker "
+            f"peak {workers:.0f} MiB",
+            flush=True,
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, default=SAMPLES, help="folder of real images")
+    parser.add_argument("--n", type=int, default=96, help="images per round, efficientnet_lite0")
+    parser.add_argument("--n-big", type=int, default=32, help="images per round, resnet50")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=None, help="default: wmprobe's")
+    parser.add_argument("--threads", type=int, default=None, help="default: torch's")
+    parser.add_argument("--rss-images", type=int, default=50_000)
+    parser.add_argument("--rss-scenarios", default="latin,numerals", help="(two: minutes, not ten)")
+    parser.add_argument("--rss-workers", type=int, default=2, help="DataLoader workers, RSS run")
+    parser.add_argument("--skip-ratio", action="store_true")
+    parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args)
+        return
+    if not args.skip_ratio:
+        with tempfile.TemporaryDirectory(prefix="wmprobe-bench-") as tmp:
+            ratio_bench(args, Path(tmp))
+    if not args.skip_rss:
+        argv = [sys.executable, __file__, "--rss-child", "--rss-images", str(args.rss_images)]
+        argv += ["--rss-scenarios", args.rss_scenarios, "--rss-workers", str(args.rss_workers)]
+        subprocess.run(argv, check=True)
+
+
+if __name__ == "__main__":
+    main()
