@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 from wmprobe.activations import extract
-from wmprobe.audit import unit_table
 from wmprobe.cache import ActivationCache, EntryKey
 from wmprobe.images import ImageRecord, scan_folder
 from wmprobe.models import load_model
 from wmprobe.probes import Scenario
+from wmprobe.tables import audit_table
 
 from . import _counting
 from .conftest import IMAGENET_SAMPLES, REPO, needs_imagenet_samples
@@ -96,7 +96,7 @@ def test_sigkill_during_extraction_resumes_to_identical_tables(image_dir, tmp_pa
         records, ActivationCache(tmp_path / "fresh", chunk_size=2), layers=LAYERS
     )
     names = tuple(str(i) for i in range(10))
-    pd.testing.assert_frame_equal(unit_table(resumed, names), unit_table(straight, names))
+    pd.testing.assert_frame_equal(audit_table(resumed, names), audit_table(straight, names))
     for layer in LAYERS:
         for variant in resumed.variants:
             assert np.array_equal(resumed.get(layer, variant), straight.get(layer, variant))
@@ -251,14 +251,6 @@ def test_cached_values_skips_and_float16(tmp_path, image_dir):
         assert np.array_equal(
             acts.block("logits", "clean", 2, 5), acts.get("logits", "clean")[:, 2:5]
         )
-
-
-def test_unit_table_in_blocks_equals_one_block(records, tmp_path, monkeypatch):
-    _, acts = _extract(records, ActivationCache(tmp_path / "cache"), layers=LAYERS)
-    names = tuple(str(i) for i in range(10))
-    whole = unit_table(acts, names)
-    monkeypatch.setattr(sys.modules["wmprobe.audit"], "BLOCK_ELEMENTS", 3)
-    pd.testing.assert_frame_equal(unit_table(acts, names), whole)
 
 
 def test_audit_uses_the_cache_and_cli_flags(image_dir, tmp_path):

@@ -41,6 +41,7 @@ __all__ = [
     "differentiability",
     "null_threshold",
     "paired_effect",
+    "split_half_d",
     "split_half_stability",
     "text_specific",
     "topk_jaccard",
@@ -177,6 +178,30 @@ def topk_jaccard(scores_a: np.ndarray, scores_b: np.ndarray, k: int) -> float:
     return len(a & b) / len(a | b)
 
 
+def split_half_d(
+    clean: np.ndarray, probe: np.ndarray, seed: int = 0, paired: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """d of every unit on two random halves of the images: ``(d_first_half, d_second_half)``.
+
+    The halves depend only on the row counts and ``seed``, so blocks of units taken apart give
+    the same halves as the whole matrix. ``paired``: see :func:`split_half_stability`.
+    """
+    c, p = as_pair(clean, probe)
+    n0, n1 = c.shape[0], p.shape[0]
+    if min(n0, n1) < 2:
+        raise ValueError(f"Expected at least 2 rows in `clean` and `probe` but got {n0} and {n1}")
+    paired = (n0 == n1) if paired is None else paired
+    if paired and n0 != n1:
+        raise ValueError(f"Expected as many clean as probe rows when paired but got {n0} and {n1}")
+    rng = np.random.default_rng(seed)
+    perm0 = rng.permutation(n0)
+    perm1 = perm0 if paired else rng.permutation(n1)
+    h0, h1 = n0 // 2, n1 // 2
+    d_a = differentiability(auc(c[perm0[:h0]], p[perm1[:h1]]))
+    d_b = differentiability(auc(c[perm0[h0:]], p[perm1[h1:]]))
+    return d_a, d_b
+
+
 def split_half_stability(
     clean: np.ndarray, probe: np.ndarray, k: int, seed: int = 0, paired: bool | None = None
 ) -> float:
@@ -193,20 +218,7 @@ def split_half_stability(
         >>> split_half_stability(c, p, k=5)
         1.0
     """
-    c, p = as_pair(clean, probe)
-    n0, n1 = c.shape[0], p.shape[0]
-    if min(n0, n1) < 2:
-        raise ValueError(f"Expected at least 2 rows in `clean` and `probe` but got {n0} and {n1}")
-    paired = (n0 == n1) if paired is None else paired
-    if paired and n0 != n1:
-        raise ValueError(f"Expected as many clean as probe rows when paired but got {n0} and {n1}")
-    rng = np.random.default_rng(seed)
-    perm0 = rng.permutation(n0)
-    perm1 = perm0 if paired else rng.permutation(n1)
-    h0, h1 = n0 // 2, n1 // 2
-    d_a = differentiability(auc(c[perm0[:h0]], p[perm1[:h1]]))
-    d_b = differentiability(auc(c[perm0[h0:]], p[perm1[h1:]]))
-    return topk_jaccard(d_a, d_b, k)
+    return topk_jaccard(*split_half_d(clean, probe, seed, paired), k)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from .stats import (
     delong_variance,
     differentiability,
     null_threshold,
-    split_half_stability,
+    split_half_d,
     topk_jaccard,
     unit_table,
 )
@@ -31,6 +31,8 @@ CALIBRATION_MARGIN = 1e-9
 NULL_PERMUTATIONS = 20
 #: The significance level for ``text_detector``.
 ALPHA = 0.05
+#: At most this many values per ``[n_images, units]`` block read by the table stage.
+BLOCK_ELEMENTS = 4_000_000
 
 TABLE_COLUMNS = [
     "model", "layer", "scenario", "unit", "class_name", "auc", "d", "ci_low", "ci_high", "p", "q",
@@ -46,14 +48,24 @@ def placebo_base(scenario: str) -> str | None:
     return _PLACEBO.sub("", scenario) if _PLACEBO.search(scenario) else None
 
 
+def sign_flip_masks(n_images: int, n_perm: int = NULL_PERMUTATIONS, seed: int = 0) -> np.ndarray:
+    """``[n_perm, n_images]`` booleans: which images swap clean and probe in each permutation."""
+    return np.random.default_rng(seed).random((n_perm, n_images)) < 0.5
+
+
 def permutation_null_d(
-    clean: np.ndarray, probe: np.ndarray, n_perm: int = NULL_PERMUTATIONS, seed: int = 0
+    clean: np.ndarray,
+    probe: np.ndarray,
+    n_perm: int = NULL_PERMUTATIONS,
+    seed: int = 0,
+    swaps: np.ndarray | None = None,
 ) -> np.ndarray:
     """d of every unit under ``n_perm`` sign-flip permutations: ``[n_perm, n_units]``.
 
     Each permutation swaps the clean and probe rows of a random half of the images (row i of both
     is the same image), which is what d looks like when the artifact has no effect on these
-    images and this model.
+    images and this model. ``swaps`` (from :func:`sign_flip_masks`) overrides ``n_perm`` and
+    ``seed``, so that blocks of units share the same permutations.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -67,16 +79,42 @@ def permutation_null_d(
             f"Expected arguments `clean` and `probe` to be paired (same shape) but got {c.shape} "
             f"and {p.shape}"
         )
-    rng = np.random.default_rng(seed)
-    out = np.empty((n_perm, c.shape[1]))
-    for i in range(n_perm):
-        swap = (rng.random(c.shape[0]) < 0.5)[:, None]
-        out[i] = differentiability(auc(np.where(swap, p, c), np.where(swap, c, p)))
+    swaps = sign_flip_masks(c.shape[0], n_perm, seed) if swaps is None else np.asarray(swaps)
+    if swaps.ndim != 2 or swaps.shape[1] != c.shape[0]:
+        raise ValueError(
+            f"Expected argument `swaps` of shape [n_perm, {c.shape[0]}] but got {swaps.shape}"
+        )
+    out = np.empty((swaps.shape[0], c.shape[1]))
+    for i, swap in enumerate(swaps):
+        s = swap[:, None]
+        out[i] = differentiability(auc(np.where(s, p, c), np.where(s, c, p)))
+    return out
+
+
+def _unit_blocks(acts: Activations, layer: str, block_elements: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` ranges of units whose ``[n_images, stop - start]`` blocks hold at most
+    ``block_elements`` values (at least one unit each)."""
+    step = max(1, block_elements // max(1, len(acts.image_ids)))
+    total = acts.units(layer)
+    return [(a, min(total, a + step)) for a in range(0, total, step)]
+
+
+def _placebos(acts: Activations) -> dict[str, list[str]]:
+    """Text scenario -> its placebo scenarios (both in the run)."""
+    out: dict[str, list[str]] = {}
+    for scenario in acts.variants[1:]:
+        base = placebo_base(scenario)
+        if base is not None and base in acts.variants:
+            out.setdefault(base, []).append(scenario)
     return out
 
 
 def audit_table(
-    acts: Activations, class_names: Sequence[str], seed: int = 0, n_perm: int = NULL_PERMUTATIONS
+    acts: Activations,
+    class_names: Sequence[str],
+    seed: int = 0,
+    n_perm: int = NULL_PERMUTATIONS,
+    block_elements: int = BLOCK_ELEMENTS,
 ) -> pd.DataFrame:
     """One row per (layer, scenario, unit), with the columns of ``TABLE_COLUMNS``.
 
@@ -90,17 +128,37 @@ def audit_table(
     smallest over the scenario's placebos; ``placebo_q`` the largest BH q of those comparisons.
     ``text_detector``: q < ALPHA, placebo_d > 0.5 and placebo_q < ALPHA, i.e. writing moves the
     unit beyond what the occlusion alone does (NA without placebos).
+
+    Units are read in blocks of at most ``block_elements`` values per matrix (from disk when the
+    activations are cached), so memory does not grow with images times units; the result does
+    not depend on the block size.
     """
+    swaps = sign_flip_masks(len(acts.image_ids), n_perm, seed)
+    placebos = _placebos(acts)
+    scenarios = acts.variants[1:]
     frames = []
     for layer in acts.values:
-        clean = acts.get(layer, CLEAN)
-        for scenario in acts.variants[1:]:
-            probe = acts.get(layer, scenario)
-            t = unit_table(clean, probe)
-            null = permutation_null_d(clean, probe, n_perm, seed)
+        parts: dict[str, list] = {s: [] for s in scenarios}
+        nulls: dict[str, list] = {s: [] for s in scenarios}
+        controls: dict[tuple[str, str], list] = {}
+        for start, stop in _unit_blocks(acts, layer, block_elements):
+            clean = acts.block(layer, CLEAN, start, stop)
+            for scenario in scenarios:
+                probe = acts.block(layer, scenario, start, stop)
+                parts[scenario].append(unit_table(clean, probe))
+                nulls[scenario].append(permutation_null_d(clean, probe, swaps=swaps))
+                for control in placebos.get(scenario, []):
+                    a, v = delong_variance(acts.block(layer, control, start, stop), probe)
+                    controls.setdefault((scenario, control), []).append((a, delong_pvalue(a, v)))
+        for scenario in scenarios:
+            t = pd.concat(parts[scenario], ignore_index=True)
+            t["unit"] = np.arange(len(t))
+            t["q"] = bh_qvalues(t["p"].to_numpy())
+            null = np.concatenate(nulls[scenario], axis=1)
             t["null_threshold"] = null_threshold(null.ravel(), NULL_QUANTILE)
             # A margin above rounding: identical sides give d = 0.5 up to one ulp.
             t["calibrated"] = t["d"] > t["null_threshold"] + CALIBRATION_MARGIN
+            _placebo_columns(t, [controls[scenario, c] for c in placebos.get(scenario, [])])
             names = list(class_names) if layer == "logits" else [""] * len(t)
             t.insert(0, "class_name", names[: len(t)])
             t.insert(0, "scenario", scenario)
@@ -108,35 +166,28 @@ def audit_table(
             t.insert(0, "model", acts.model)
             frames.append(t)
     table = pd.concat(frames, ignore_index=True)
-    table = table[["model", "layer", "scenario", "unit", "class_name", *table.columns[5:]]]
-    _add_placebo_columns(table, acts)
     return table[TABLE_COLUMNS]
 
 
-def _add_placebo_columns(table: pd.DataFrame, acts: Activations) -> None:
-    table["placebo_d"] = np.nan
-    table["placebo_q"] = np.nan
-    table["text_detector"] = pd.Series(pd.NA, index=table.index, dtype="boolean")
-    placebos: dict[str, list[str]] = {}
-    for scenario in acts.variants[1:]:
-        base = placebo_base(scenario)
-        if base is not None and base in acts.variants:
-            placebos.setdefault(base, []).append(scenario)
-    for base, controls in placebos.items():
-        for layer in acts.values:
-            probe = acts.get(layer, base)
-            rows = (table["layer"] == layer) & (table["scenario"] == base)
-            raises = table.loc[rows, "auc"].to_numpy() >= 0.5  # the text's direction per unit
-            ds, qs = [], []
-            for control in controls:
-                a, v = delong_variance(acts.get(layer, control), probe)
-                ds.append(np.where(raises, a, 1.0 - a))  # > 0.5: text moves it beyond the placebo
-                qs.append(bh_qvalues(delong_pvalue(a, v)))
-            d_min, q_max = np.min(ds, axis=0), np.max(qs, axis=0)
-            table.loc[rows, "placebo_d"] = d_min
-            table.loc[rows, "placebo_q"] = q_max
-            beyond = (d_min > 0.5) & (q_max < ALPHA)
-            table.loc[rows, "text_detector"] = (table.loc[rows, "q"].to_numpy() < ALPHA) & beyond
+def _placebo_columns(t: pd.DataFrame, controls: list[list[tuple[np.ndarray, np.ndarray]]]) -> None:
+    """Add placebo_d, placebo_q and text_detector to one scenario's table from the blockwise
+    ``(auc, p)`` of placebo against probe, one list per placebo."""
+    t["placebo_d"] = np.nan
+    t["placebo_q"] = np.nan
+    t["text_detector"] = pd.Series(pd.NA, index=t.index, dtype="boolean")
+    if not controls:
+        return
+    raises = t["auc"].to_numpy() >= 0.5  # the text's direction per unit
+    ds, qs = [], []
+    for blocks in controls:
+        a = np.concatenate([b[0] for b in blocks])
+        ds.append(np.where(raises, a, 1.0 - a))  # > 0.5: text moves it beyond the placebo
+        qs.append(bh_qvalues(np.concatenate([b[1] for b in blocks])))
+    d_min, q_max = np.min(ds, axis=0), np.max(qs, axis=0)
+    t["placebo_d"] = d_min
+    t["placebo_q"] = q_max
+    beyond = (d_min > 0.5) & (q_max < ALPHA)
+    t["text_detector"] = pd.array((t["q"].to_numpy() < ALPHA) & beyond, dtype="boolean")
 
 
 def class_table(acts: Activations, class_names: Sequence[str]) -> pd.DataFrame:
@@ -183,25 +234,39 @@ def output_summary(acts: Activations, class_names: Sequence[str], k: int = 3) ->
     return pd.DataFrame(rows)
 
 
-def stability_table(acts: Activations, k: int = 20, seed: int = 0) -> pd.DataFrame:
+def stability_table(
+    acts: Activations, k: int = 20, seed: int = 0, block_elements: int = BLOCK_ELEMENTS
+) -> pd.DataFrame:
     """Jaccard overlap of the top-``k`` units by d: between random halves of the images (per
-    scenario and layer) and between scenarios (per layer, all images)."""
+    scenario and layer) and between scenarios (per layer, all images). Units are read in
+    blocks, as in :func:`audit_table`."""
     rows = []
-    d_all: dict[tuple[str, str], np.ndarray] = {}
+    scenarios = acts.variants[1:]
+    halves_ok = len(acts.image_ids) >= 4
     for layer in acts.values:
-        clean = acts.get(layer, CLEAN)
-        kk = min(k, clean.shape[1])
-        for scenario in acts.variants[1:]:
-            probe = acts.get(layer, scenario)
-            d_all[layer, scenario] = differentiability(auc(clean, probe))
-            half = split_half_stability(clean, probe, kk, seed) if clean.shape[0] >= 4 else np.nan
+        kk = min(k, acts.units(layer))
+        d_all: dict[str, list] = {s: [] for s in scenarios}
+        halves: dict[str, list] = {s: [] for s in scenarios}
+        for start, stop in _unit_blocks(acts, layer, block_elements):
+            clean = acts.block(layer, CLEAN, start, stop)
+            for scenario in scenarios:
+                probe = acts.block(layer, scenario, start, stop)
+                d_all[scenario].append(differentiability(auc(clean, probe)))
+                if halves_ok:
+                    halves[scenario].append(split_half_d(clean, probe, seed))
+        d = {s: np.concatenate(v) for s, v in d_all.items()}
+        for scenario in scenarios:
+            half = np.nan
+            if halves_ok:
+                d_a = np.concatenate([h[0] for h in halves[scenario]])
+                d_b = np.concatenate([h[1] for h in halves[scenario]])
+                half = topk_jaccard(d_a, d_b, kk)
             rows.append(
                 {"layer": layer, "a": scenario, "b": "(random half)", "k": kk, "jaccard": half}
             )
-        scenarios = acts.variants[1:]
         for i, a in enumerate(scenarios):
             for b in scenarios[i + 1 :]:
-                jac = topk_jaccard(d_all[layer, a], d_all[layer, b], kk)
+                jac = topk_jaccard(d[a], d[b], kk)
                 rows.append({"layer": layer, "a": a, "b": b, "k": kk, "jaccard": jac})
     out = pd.DataFrame(rows)
     out.insert(0, "model", acts.model)
