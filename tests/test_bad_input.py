@@ -19,9 +19,8 @@ def _noise(w, h, mode="RGB", seed=0):
     return Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode)
 
 
-@pytest.fixture(scope="module")
-def bad_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bad")
+def fill_with_bad_input(root):
+    """Write every row of the matrix into ``root`` (which exists)."""
     _noise(300, 240).save(root / "good.jpg", quality=90)
     data = (root / "good.jpg").read_bytes()
     (root / "truncated.jpg").write_bytes(data[: len(data) // 2])
@@ -42,6 +41,12 @@ def bad_folder(tmp_path_factory):
         (root / sub).mkdir()
         _noise(256, 256, seed=ord(sub)).save(root / sub / "same.png")
     os.symlink(root / "missing-target.jpg", root / "dangling.jpg")
+
+
+@pytest.fixture(scope="module")
+def bad_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    fill_with_bad_input(root)
     return root
 
 
@@ -110,3 +115,67 @@ def test_unreadable_file_is_a_skip(tmp_path):
         tmp_path, model="tiny_test_net", scenarios=["latin"], progress=False, num_workers=0
     )
     assert set(result.activations.skipped) == {"locked"}
+
+
+def test_matrix_through_generate(bad_folder, tmp_path):
+    out = tmp_path / "probes"
+    argv = ["generate", "--scenario", "latin", "--images", str(bad_folder), "--out", str(out)]
+    res = CliRunner().invoke(main, [*argv, "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    assert f"latin: {len(USED)} probes" in res.output
+    assert f"skipped {len(SKIPPED)} unreadable" in res.output
+    manifest = json.loads((out / "probe_set.json").read_text())
+    assert set(manifest["images_skipped"]) == SKIPPED
+    written = {
+        p.relative_to(out / "probes").with_suffix("").as_posix()
+        for p in (out / "probes").rglob("*.png")
+    }
+    assert written == USED
+
+
+def test_matrix_through_mitigate(bad_folder, tmp_path):
+    downstream = tmp_path / "downstream"
+    (downstream / "matrix").mkdir(parents=True)
+    fill_with_bad_input(downstream / "matrix")
+    (downstream / "plain").mkdir()
+    for i in range(8):
+        _noise(120, 100, seed=100 + i).save(downstream / "plain" / f"{i}.png")
+    out = tmp_path / "run"
+    argv = ["mitigate", "--model", "tiny_test_net", "--images", str(bad_folder), "--downstream"]
+    argv += [str(downstream), "--out", str(out), "--fractions", "0,0.25", "--scenario", "latin"]
+    argv += ["--cache", str(tmp_path / "cache"), "--workers", "0", "--quiet"]
+    res = CliRunner().invoke(main, argv)
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output
+    assert f"skipped {len(SKIPPED)} unreadable probe image(s)" in res.output
+    assert f"skipped {len(SKIPPED)} unreadable downstream image(s)" in res.output
+    assert f"over {len(USED)} probe images" in res.output
+    run = json.loads((out / "run.json").read_text())
+    assert set(run["probe_images_skipped"]) == SKIPPED
+    assert set(run["downstream_skipped"]) == {f"matrix/{s}" for s in SKIPPED}
+    assert f"{len(USED) + 8} images" in res.output
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ("audit --model tiny_test_net --images EMPTY --out OUT", "holds no image files"),
+        ("generate --scenario latin --images EMPTY --out OUT", "holds no image files"),
+        ("mitigate --model tiny_test_net --images EMPTY --downstream GOOD --out OUT",
+         "holds no image files"),
+        ("mitigate --model tiny_test_net --images GOOD --downstream EMPTY --out OUT",
+         "no class sub-folders"),
+    ],
+)  # fmt: skip
+def test_an_empty_folder_is_an_error_before_any_work(argv, message, bad_folder, tmp_path):
+    (tmp_path / "empty").mkdir()
+    good = tmp_path / "good"
+    (good / "only").mkdir(parents=True)
+    _noise(64, 64).save(good / "only" / "x.png")
+    paths = {"EMPTY": tmp_path / "empty", "GOOD": good, "OUT": tmp_path / "out"}
+    args = [str(paths.get(a, a)) for a in argv.split()] + ["--workers", "0"] * (argv[0] != "g")
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 1 and message in res.output, res.output
+    assert "Traceback" not in res.output and "img/s" not in res.output  # no image was read
+    assert not (tmp_path / "out").exists()

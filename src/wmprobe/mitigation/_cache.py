@@ -46,11 +46,19 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 
 def records_fingerprint(records: Sequence[ImageRecord]) -> str:
-    """SHA-256 of the images in order: id, label, file size and modification time of each."""
+    """SHA-256 of the images in order: id, label, file size and modification time of each.
+
+    A file that cannot be stat'ed (a dangling link, no permission) enters as the kind of its
+    error: extraction skips it and lists it, and fixing it changes the key.
+    """
     h = hashlib.sha256()
     for r in records:
-        st = r.path.stat()
-        h.update(f"{r.image_id}\x00{r.label}\x00{st.st_size}\x00{st.st_mtime_ns}\n".encode())
+        try:
+            st = r.path.stat()
+            state = f"{st.st_size}\x00{st.st_mtime_ns}"
+        except OSError as exc:
+            state = f"unreadable:{type(exc).__name__}"
+        h.update(f"{r.image_id}\x00{r.label}\x00{state}\n".encode())
     return h.hexdigest()
 
 

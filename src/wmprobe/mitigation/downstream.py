@@ -51,7 +51,7 @@ def scan_image_folder(root: str | Path) -> ImageFolderSet:
     empty = []
     for label, folder in enumerate(class_dirs):
         paths = sorted(
-            p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
         )
         if not paths:
             empty.append(folder.name)

@@ -68,8 +68,12 @@ class MitigationRun:
             f"C {'by CV: ' if len(cv) else ''}{', '.join(f'{x:g}' for x in chosen)}; "
             f"heads trained {c['training']}",
         ]
+        if c.get("probe_images_skipped"):
+            n = len(c["probe_images_skipped"])
+            lines.append(f"skipped {n} unreadable probe image(s) (listed in run.json)")
         if self.downstream.skipped:
-            lines.append(f"skipped {len(self.downstream.skipped)} unreadable downstream image(s)")
+            n = len(self.downstream.skipped)
+            lines.append(f"skipped {n} unreadable downstream image(s) (listed in run.json)")
         lines += ["", shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")]
         t = self.timings
         lines += [
@@ -248,6 +252,7 @@ def _mitigate(
             f"The export fraction {export_fraction} is not one of the fractions {fractions}."
         )
     folder = resolve_downstream(downstream, data_dir=data_dir, download=download)
+    scan_image_folder(folder)  # a folder that is not an ImageFolder fails before any work
     loaded = load_model(model, pretrained=pretrained, device=device, allow_download=allow_download)
     timings: dict = {}
     acts, probe_manifest = probe_set_features(
