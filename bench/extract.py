@@ -8,7 +8,10 @@
 2. Peak RSS of a subprocess that audits 50,000 synthetic images (16 small JPEG files repeated
    under distinct ids, so each gets its own probes) with a tiny model (logits and features,
    cached, two scenarios by default so that it takes minutes), against that process's own RSS
-   after loading the model and running it once on a batch, and the largest DataLoader worker's.
+   after loading the model and running it once on a batch (VmHWM from /proc, which is the
+   process's own; ru_maxrss would start at the parent's peak), and the largest DataLoader
+   worker's. Sampled peaks split anonymous memory from memory-mapped cache pages. It runs
+   first, while this process is still small.
 
 Run: ``PYTHONPATH=src python bench/extract.py`` (``--help`` for sizes). An image counts once with
 its probes: one image = the clean frame and one frame per scenario.
@@ -24,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -172,6 +176,30 @@ def _maxrss_mib(who=resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # Linux: KiB
 
 
+def _status_mib(field: str) -> float:
+    """A field of /proc/self/status in MiB (VmHWM: this process's own peak RSS; unlike
+    ru_maxrss it is not inherited from the parent across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+class _RssSampler(threading.Thread):
+    """Samples RssAnon and RssFile (memory-mapped cache pages, which the kernel can drop) of
+    this process every 50 ms and keeps the largest of each."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.peak = {"RssAnon": 0.0, "RssFile": 0.0}
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.05):
+            for field in self.peak:
+                self.peak[field] = max(self.peak[field], _status_mib(field))
+
+
 def rss_child(args) -> None:
     """In a subprocess: audit ``args.rss_images`` synthetic images, print the RSS figures."""
     from wmprobe.audit import audit
@@ -195,7 +223,10 @@ def rss_child(args) -> None:
         model = load_model("bench_tiny", device="cpu")
         with torch.inference_mode():
             model.module(model.preprocess(torch.zeros(80, 3, 224, 224, dtype=torch.uint8)))
-        base = _maxrss_mib()
+        base = _status_mib("VmHWM")
+        base_anon = _status_mib("RssAnon")
+        sampler = _RssSampler()
+        sampler.start()
         start = time.perf_counter()
         result = audit(
             image_set,
@@ -207,7 +238,9 @@ def rss_child(args) -> None:
             progress=False,
         )
         seconds = time.perf_counter() - start
-        peak = _maxrss_mib()
+        sampler.done.set()
+        sampler.join()
+        peak = _status_mib("VmHWM")
         workers = _maxrss_mib(resource.RUSAGE_CHILDREN)
         print(
             f"rss bench: {len(result.activations.image_ids)} images ({len(files)} files) x "
@@ -216,6 +249,12 @@ def rss_child(args) -> None:
             f"{seconds:.0f} s; RSS after loading and running the model {base:.0f} MiB, peak "
             f"{peak:.0f} MiB, peak above the model's own {peak - base:.0f} MiB; largest worker "
             f"peak {workers:.0f} MiB",
+            flush=True,
+        )
+        print(
+            f"rss bench: sampled peaks: anonymous {sampler.peak['RssAnon']:.0f} MiB (after loading "
+            f"{base_anon:.0f}, +{sampler.peak['RssAnon'] - base_anon:.0f}), file-backed "
+            f"(memory-mapped cache, reclaimable) {sampler.peak['RssFile']:.0f} MiB",
             flush=True,
         )
     finally:
@@ -241,13 +280,13 @@ def main() -> None:
     if args.rss_child:
         rss_child(args)
         return
-    if not args.skip_ratio:
-        with tempfile.TemporaryDirectory(prefix="wmprobe-bench-") as tmp:
-            ratio_bench(args, Path(tmp))
-    if not args.skip_rss:
+    if not args.skip_rss:  # first, while this process is small: ru_maxrss passes to children
         argv = [sys.executable, __file__, "--rss-child", "--rss-images", str(args.rss_images)]
         argv += ["--rss-scenarios", args.rss_scenarios, "--rss-workers", str(args.rss_workers)]
         subprocess.run(argv, check=True)
+    if not args.skip_ratio:
+        with tempfile.TemporaryDirectory(prefix="wmprobe-bench-") as tmp:
+            ratio_bench(args, Path(tmp))
 
 
 if __name__ == "__main__":

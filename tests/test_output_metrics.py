@@ -6,6 +6,7 @@ import doctest
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import softmax
 
@@ -106,3 +107,20 @@ def test_bad_arguments(kwargs, match):
 
 def test_docstring_examples():
     assert doctest.testmod(om, extraglobs={"np": np}).failed == 0
+
+
+def test_row_chunks_give_the_same_metrics(monkeypatch):
+    rng = np.random.default_rng(3)
+    clean = rng.normal(size=(23, 6)).astype(np.float32)
+    probe = clean + rng.normal(scale=2.0, size=clean.shape).astype(np.float32)
+    labels = rng.integers(-1, 6, size=23)
+    names = list("abcdef")
+    whole_m, whole_t = om.output_metrics(clean, probe, labels, names, 2)
+    monkeypatch.setattr(om, "ROW_CHUNK", 4)
+    m, t = om.output_metrics(clean, probe, labels, names, 2)
+    for f in m.__dataclass_fields__:
+        assert np.isclose(getattr(m, f), getattr(whole_m, f), rtol=1e-12, equal_nan=True), f
+    pd.testing.assert_frame_equal(t, whole_t, rtol=1e-12)
+    probe[20, 3] = np.nan  # a bad value in the last chunk is still found
+    with pytest.raises(ValueError, match="finite"):
+        om.output_metrics(clean, probe, labels, names, 2)

@@ -284,3 +284,41 @@ def test_model_without_linear_head_has_no_features_layer():
     with pytest.raises(LayerError, match="no linear classifier"):
         resolve_layers(m, ["features"])
     assert isinstance(m.module, nn.Module)
+
+
+class _RunsCodeWhenUnpickled:
+    """Unpickling this calls ``os.makedirs(marker)``: any code could run in its place."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.makedirs, (self.marker,))
+
+
+def test_a_checkpoint_that_runs_code_is_refused_without_unsafe_load(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from wmprobe.cli import main
+
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "evil.pt"
+    torch.save(
+        {"arch": "resnet18", "state_dict": {}, "payload": _RunsCodeWhenUnpickled(marker)}, path
+    )
+    with pytest.raises(CheckpointError, match="--unsafe-load"):
+        load_model(f"ckpt:{path}", device="cpu")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (64, 64)).save(images / "x.png")
+    argv = ["audit", "--model", f"ckpt:{path}", "--images", str(images)]
+    argv += ["--out", str(tmp_path / "o")]
+    res = CliRunner().invoke(main, argv)
+    assert res.exit_code == 1 and "--unsafe-load" in res.output and "Traceback" not in res.output
+    assert not marker.exists()  # the file was read, its code never ran
+    with pytest.raises(CheckpointError):  # with the flag the code runs: the user's own choice
+        load_model(f"ckpt:{path}", device="cpu", unsafe_load=True)
+    assert marker.exists()

@@ -95,6 +95,7 @@ class AuditResult:
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").unlink(missing_ok=True)  # an earlier run's: the folder is not complete
         paths = {name: out / name for name in (
             "units.parquet", "units.csv", "counts.csv", "outputs.csv", "classes.parquet",
             "stability.csv", "summary.txt",

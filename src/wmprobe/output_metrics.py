@@ -47,15 +47,32 @@ class OutputMetrics:
     changed_rate: float  # fraction of images whose top-1 prediction changes
 
 
-def _logits(x: np.ndarray, name: str) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
+#: Rows of logits converted to float64 at a time: memory stays bounded whatever the image count.
+ROW_CHUNK = 4096
+
+
+def _check_logits(x: np.ndarray, name: str) -> np.ndarray:
+    """``x`` as an array (a memory map stays one) after checking that it is 2-D and non-empty."""
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(
             f"Expected argument `{name}` to be a 2-D [n, classes] array but got shape {arr.shape}"
         )
-    if not np.isfinite(arr).all():
-        raise ValueError(f"Expected argument `{name}` to be finite but it holds NaN or inf")
     return arr
+
+
+def _predictions_and_mean_probability(x: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 class per row and the mean softmax probability per class, read ``ROW_CHUNK`` rows
+    at a time in float64."""
+    pred = np.empty(x.shape[0], dtype=np.int64)
+    total = np.zeros(x.shape[1])
+    for start in range(0, x.shape[0], ROW_CHUNK):
+        rows = np.asarray(x[start : start + ROW_CHUNK], dtype=np.float64)
+        if not np.isfinite(rows).all():
+            raise ValueError(f"Expected argument `{name}` to be finite but it holds NaN or inf")
+        pred[start : start + len(rows)] = rows.argmax(axis=1)
+        total += softmax(rows, axis=1).sum(axis=0)
+    return pred, total / x.shape[0]
 
 
 def _accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -92,8 +109,8 @@ def output_metrics(
         >>> per_class["flip_rate"].tolist()
         [0.0, 0.0, 0.5]
     """
-    clean = _logits(clean_logits, "clean_logits")
-    probe = _logits(probe_logits, "probe_logits")
+    clean = _check_logits(clean_logits, "clean_logits")
+    probe = _check_logits(probe_logits, "probe_logits")
     if clean.shape != probe.shape:
         raise ValueError(
             "Expected arguments `clean_logits` and `probe_logits` to have the same shape but got "
@@ -113,8 +130,8 @@ def output_metrics(
             f"Expected argument `class_names` to have {n_classes} names but got {len(names)}"
         )
 
-    pred_c, pred_p = clean.argmax(axis=1), probe.argmax(axis=1)
-    p_clean, p_probe = softmax(clean, axis=1).mean(axis=0), softmax(probe, axis=1).mean(axis=0)
+    pred_c, p_clean = _predictions_and_mean_probability(clean, "clean_logits")
+    pred_p, p_probe = _predictions_and_mean_probability(probe, "probe_logits")
     changed = pred_c != pred_p
     flips = np.bincount(pred_p[changed], minlength=n_classes)
     known = y >= 0

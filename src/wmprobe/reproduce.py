@@ -30,33 +30,13 @@ from .analysis import is_complete_run
 from .artifacts import PAPER_SCENARIOS
 from .errors import ImageFolderError, WmprobeError
 from .images import scan_folder
+from .models import PAPER20
 from .probes import Scenario
 
 log = logging.getLogger(__name__)
 
-#: The paper's 20 ImageNet models (vit/beit come from timm).
-PAPER_MODELS = (
-    "alexnet",
-    "resnet18",
-    "resnet50",
-    "resnet101",
-    "resnet152",
-    "resnext101_32x8d",
-    "wide_resnet101_2",
-    "vit_base_patch16_224",
-    "beit_base_patch16_224",
-    "inception_v3",
-    "densenet121",
-    "densenet161",
-    "densenet201",
-    "googlenet",
-    "mobilenet_v2",
-    "shufflenet_v2_x1_0",
-    "vgg11",
-    "vgg13",
-    "vgg16",
-    "vgg19",
-)
+#: The paper's 20 ImageNet models, in its order (vit/beit come from timm).
+PAPER_MODELS = PAPER20
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ PAPER20 = (
     "resnet152",
     "resnext101_32x8d",
     "wide_resnet101_2",
+    "vit_base_patch16_224",
+    "beit_base_patch16_224",
     "inception_v3",
     "densenet121",
     "densenet161",
@@ -41,9 +43,9 @@ PAPER20 = (
     "vgg13",
     "vgg16",
     "vgg19",
-    "vit_base_patch16_224",
-    "beit_base_patch16_224",
 )
+#: The two of them that come from timm; the other 18 are torchvision's.
+PAPER20_TIMM = ("vit_base_patch16_224", "beit_base_patch16_224")
 
 #: Named lists of models: ``--model paper20`` audits all of them.
 MODEL_PRESETS: dict[str, tuple[str, ...]] = {"paper20": PAPER20}

@@ -18,10 +18,10 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import MissingDependencyError, WeightsUnavailableError
-from .registry import PAPER20, ModelSpec, register_lazy, register_provider
+from .registry import PAPER20_TIMM, ModelSpec, register_lazy, register_provider
 
 #: The paper's two timm models (ViT-B/16 and BEiT-B/16).
-PAPER_TIMM = PAPER20[18:]
+PAPER_TIMM = PAPER20_TIMM
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 _INSTALL = "pip install 'wmprobe[timm]'"
