@@ -110,3 +110,20 @@ def test_white_text_and_unknown_scenario():
         Scenario.preset("klingon")
     with pytest.raises(ValueError, match="opacity"):
         TextArtifact(("a",), font="serif", opacity=2.0)
+
+
+@pytest.mark.parametrize("scenario", ["chinese", "latin", "hindi", "numerals"])
+def test_text_unit_alpha_is_what_draw_text_draws(scenario):
+    """The one-layout mask equals drawing the text on a canvas of its font box."""
+    art = Scenario.preset(scenario).artifact
+    rng = np.random.default_rng(5)
+    for size in (12, 30, 61):
+        font = load_font(art.font, size)
+        for _ in range(20):
+            text = art.sample_text(rng)
+            left, top, right, bottom = font.getbbox(text)
+            expected = Image.new("L", (right - left, bottom - top), 0)
+            ImageDraw.Draw(expected).text((-left, -top), text, font=font, fill=255)
+            unit = art.render(text, font)
+            assert unit.size == expected.size
+            assert np.array_equal(np.asarray(unit.getchannel("A")), np.asarray(expected))

@@ -113,17 +113,33 @@ def test_downstream_features_are_cached_by_folder_contents(folder_dataset, tmp_p
     first = downstream_features(model, folder_dataset, **kw)
     again = downstream_features(model, folder_dataset, **kw)
     assert not first.manifest["cached"] and again.manifest["cached"]
+    assert first.manifest["frames_computed"] == 60 and again.manifest["frames_computed"] == 0
     np.testing.assert_array_equal(first.clean, again.clean)
     assert first.clean.shape == (30, 8) and first.probes["latin"].shape == (30, 8)
     assert first.classes == ("class_0", "class_1", "class_2")
     path = folder_dataset / "class_0" / "0.png"
-    stat = path.stat()
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # "changed" file
+    stat, original = path.stat(), path.read_bytes()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same bytes
     try:
+        assert downstream_features(model, folder_dataset, **kw).manifest["cached"]
+        pixels = np.array(Image.open(path))
+        pixels[0, 0] ^= 0xFF
+        Image.fromarray(pixels).save(path)  # new bytes
         changed = downstream_features(model, folder_dataset, **kw)
-        assert not changed.manifest["cached"]
+        assert not changed.manifest["cached"] and changed.manifest["frames_computed"] == 60
     finally:
+        path.write_bytes(original)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_mitigate_reads_the_probe_features_an_audit_cached(image_dir, folder_dataset, tmp_path):
+    from wmprobe.audit import audit
+
+    audit(image_dir, model="tiny_test_net", scenarios=["chinese"], layers=["features"],
+          cache=tmp_path / "cache", num_workers=0, progress=False)  # fmt: skip
+    run = mitigate(image_dir, folder_dataset, scenarios=["chinese"], fractions=[0, 0.5], C=1.0,
+                   cache_dir=tmp_path / "cache", **TINY)  # fmt: skip
+    assert run.timings["probe_set_features"] == 0.0  # nothing computed: the audit's entries
 
 
 def test_paper_training_option_trains_every_fraction(image_dir, folder_dataset, tmp_path):

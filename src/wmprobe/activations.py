@@ -92,6 +92,8 @@ class Activations:
     ``values[layer]`` is an array ``[n_images, n_variants, n_units]`` (float32, or float16 when
     cached so); variant 0 is the clean image, then one per scenario in ``variants`` order. Row i is
     ``image_ids[i]``. :meth:`get` gives one variant without assembling the others.
+    ``frames_computed``: frames (an image on one variant) that went through the model in the
+    call that made this; 0 when everything came from the cache.
     """
 
     model: str
@@ -101,6 +103,7 @@ class Activations:
     values: Mapping[str, np.ndarray]
     texts: dict[str, list[str]] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    frames_computed: int = 0
 
     def get(self, layer: str, variant: str) -> np.ndarray:
         """The ``[n_images, n_units]`` matrix of one layer on one variant (clean or a scenario)."""
@@ -348,8 +351,11 @@ def extract(
     finally:
         release(locks)
     if cache is not None:
-        return _from_entries(model.name, records, variants, names, entries)
-    return _from_memory(model.name, records, variants, names, sink)
+        acts = _from_entries(model.name, records, variants, names, entries)
+    else:
+        acts = _from_memory(model.name, records, variants, names, sink)
+    acts.frames_computed = sum(len(batch[5]) * len(batch[3]) for batch in schedule)
+    return acts
 
 
 def _entries(

@@ -713,7 +713,13 @@ def generate(scenario, images, out, seed, limit, keep_watermarked, image_format,
     type=click.IntRange(min=2),
     help="First N downstream images of each class (a quick run).",
 )
-@click.option("--cache", default=None, type=click.Path(path_type=Path), help="Feature cache.")
+@click.option(
+    "--cache",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Activation cache folder, shared with audits (default: $WMPROBE_CACHE or "
+    "~/.cache/wmprobe).",
+)
 @click.option("--download", is_flag=True, help="Allow downloading `caltech256` (needs network).")
 @click.option("--data-dir", default=None, type=click.Path(path_type=Path), help="For caltech256.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")

@@ -167,14 +167,15 @@ def _frame(path: str | Path, size: int) -> Image.Image:
             )
         if im.format == "JPEG" and min(im.size) >= 8 * size:
             im.draft("RGB", (4 * size, 4 * size))
-        im = ImageOps.exif_transpose(im)
-        im = _to_rgb(im)
-    width, height = im.size
-    scale = size / min(width, height)
-    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    im = im.resize((new_w, new_h), Image.Resampling.BILINEAR)
+        ImageOps.exif_transpose(im, in_place=True)  # no copy when there is nothing to turn
+        rgb = im if im.mode == "RGB" else _to_rgb(im)
+        width, height = rgb.size
+        scale = size / min(width, height)
+        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+        # resize makes a new image, so nothing is read from ``im`` once it is closed
+        resized = rgb.resize((new_w, new_h), Image.Resampling.BILINEAR)
     left, top = (new_w - size) // 2, (new_h - size) // 2
-    return im.crop((left, top, left + size, top + size))
+    return resized.crop((left, top, left + size, top + size))
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

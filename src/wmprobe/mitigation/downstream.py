@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import default_cache_dir
 from ..errors import DatasetDownloadError, ImageFolderError, MitigationError
 from ..images import IMAGE_SUFFIXES, ImageRecord
-from ._cache import default_cache_dir
 
 #: Names that ``--downstream`` takes besides a folder path.
 NAMED_DATASETS = ("caltech256",)

@@ -6,24 +6,73 @@
   (the prediction flip rate).
 
 Every image goes through the audit's pipeline (the 224x224 frame, then the model's own resize and
-normalisation). The cache is the small one in ``_cache``; the project's general activation cache
-will replace it behind these two functions.
+normalisation) and the audit's activation cache (:mod:`wmprobe.cache`): the feature layer of a
+probe set that an audit of the same model, images, scenarios and seed already extracted is read,
+not recomputed; a killed pass resumes; two runs on one cache take turns.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..activations import Activations
-from ..images import scan_folder
+from ..activations import Activations, extract
+from ..cache import ActivationCache, default_cache_dir
+from ..errors import ImageFolderError
+from ..images import ImageRecord, scan_folder
 from ..models import LoadedModel
 from ..probes import Scenario
-from ._cache import cached_features
 from .downstream import scan_image_folder
+
+
+def cached_features(
+    model: LoadedModel,
+    records: Sequence[ImageRecord],
+    scenarios: Sequence[Scenario],
+    *,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> tuple[Activations, dict]:
+    """Feature-layer activations of ``records`` (clean and each scenario) through the activation
+    cache at ``cache_dir`` (default: ``$WMPROBE_CACHE`` or ``~/.cache/wmprobe``).
+
+    Returns the activations and a manifest: ``cached`` (nothing had to be computed), ``seconds``
+    of this call, ``frames_computed``, ``images_used``, ``images_skipped`` and the cache ``path``.
+    """
+    store = ActivationCache(Path(cache_dir).expanduser() if cache_dir else default_cache_dir())
+    start = time.perf_counter()
+    acts = extract(
+        model,
+        records,
+        scenarios,
+        seed=seed,
+        layers=("features",),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        cache=store,
+    )
+    if not acts.image_ids:
+        raise ImageFolderError(
+            f"None of the {len(records)} images could be read; first reasons: "
+            + "; ".join(list(acts.skipped.values())[:3])
+        )
+    manifest = {
+        "cached": acts.frames_computed == 0,
+        "seconds": round(time.perf_counter() - start, 3),
+        "frames_computed": acts.frames_computed,
+        "images_used": len(acts.image_ids),
+        "images_skipped": acts.skipped,
+        "path": str(store.root),
+    }
+    return acts, manifest
 
 
 def probe_set_features(
@@ -50,7 +99,6 @@ def probe_set_features(
         model,
         image_set.records,
         probe_sets,
-        kind="probeset",
         seed=seed,
         cache_dir=cache_dir,
         batch_size=batch_size,
@@ -109,7 +157,6 @@ def downstream_features(
         model,
         records,
         probe_sets,
-        kind="downstream",
         seed=seed,
         cache_dir=cache_dir,
         batch_size=batch_size,
