@@ -179,3 +179,23 @@ def test_an_empty_folder_is_an_error_before_any_work(argv, message, bad_folder, 
     assert res.exit_code == 1 and message in res.output, res.output
     assert "Traceback" not in res.output and "img/s" not in res.output  # no image was read
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["audit", "mitigate"])
+def test_a_folder_of_unreadable_images_is_an_error_not_an_empty_table(command, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "zero.jpg").write_bytes(b"")
+    (broken / "text.png").write_text("not an image")
+    good = tmp_path / "good" / "only"
+    good.mkdir(parents=True)
+    _noise(64, 64).save(good / "x.png")
+    out = tmp_path / "out"
+    argv = [command, "--model", "tiny_test_net", "--images", str(broken), "--out", str(out)]
+    argv += ["--workers", "0", "--quiet", "--cache", str(tmp_path / "cache")]
+    if command == "mitigate":
+        argv += ["--downstream", str(tmp_path / "good")]
+    res = CliRunner().invoke(main, argv)
+    assert res.exit_code == 1, res.output
+    assert "None of the 2 images could be read" in res.output and "Traceback" not in res.output
+    assert not (out / "run.json").exists()

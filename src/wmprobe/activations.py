@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ._cpu import inference_scope
 from .cache import DTYPES, ActivationCache, CacheEntry, EntryKey, acquire, release
-from .errors import LayerError, WmprobeError
+from .errors import ImageFolderError, LayerError, WmprobeError
 from .images import FRAME_SIZE, ImageRecord, check_jpeg_quality, jpeg_roundtrip, load_frame
 from .models import REDUCTIONS, LayerTaps, LoadedModel, resolve_layers
 from .probes import Scenario
@@ -127,6 +127,17 @@ class Activations:
         if isinstance(self.values, LayerValues):
             return self.values.block(layer, variant, start, stop)
         return self.get(layer, variant)[:, start:stop]
+
+
+def require_readable(acts: Activations, n_images: int) -> Activations:
+    """``acts``; ``ImageFolderError`` (with the first reasons) when none of the ``n_images``
+    images could be read."""
+    if not acts.image_ids:
+        raise ImageFolderError(
+            f"None of the {n_images} images could be read; first reasons: "
+            + "; ".join(list(acts.skipped.values())[:3])
+        )
+    return acts
 
 
 class _ProbeDataset(Dataset):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .activations import LAYERS, Activations, extract
+from .activations import LAYERS, Activations, extract, require_readable
 from .artifacts import PAPER_SCENARIOS
 from .cache import ActivationCache
 from .errors import ImageFolderError, ScenarioSpecError
@@ -275,11 +275,7 @@ def audit(
         jpeg_quality=jpeg_quality,
         threads=threads,
     )
-    if not acts.image_ids:
-        raise ImageFolderError(
-            f"None of the {len(image_set)} images could be read; first reasons: "
-            + "; ".join(list(acts.skipped.values())[:3])
-        )
+    require_readable(acts, len(image_set))
     config = {
         "model": model,
         "pretrained": pretrained,

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..activations import Activations, extract
+from ..activations import Activations, extract, require_readable
 from ..cache import ActivationCache, default_cache_dir
-from ..errors import ImageFolderError
 from ..images import ImageRecord, scan_folder
 from ..models import LoadedModel
 from ..probes import Scenario
@@ -59,11 +58,7 @@ def cached_features(
         progress=progress,
         cache=store,
     )
-    if not acts.image_ids:
-        raise ImageFolderError(
-            f"None of the {len(records)} images could be read; first reasons: "
-            + "; ".join(list(acts.skipped.values())[:3])
-        )
+    require_readable(acts, len(records))
     manifest = {
         "cached": acts.frames_computed == 0,
         "seconds": round(time.perf_counter() - start, 3),
