@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from .conftest import REPO
+from .test_cache import _markers as chunk_markers
 
 #: Run in the child: the counting test model, chunks of 2 images, and (when asked) output files
 #: written slowly so that a signal can land while they are being written.
@@ -62,7 +63,7 @@ def _start(argv: list[str], **env: str) -> subprocess.Popen:
 
 def _markers(cache: Path) -> int:
     """Finished chunks of unfinished cache entries (a finished entry drops its chunk files)."""
-    return len(list(cache.glob("activations/counting_net/*/*/*/chunks/*.json")))
+    return len(chunk_markers(cache))
 
 
 def _finished_entries(cache: Path) -> int:

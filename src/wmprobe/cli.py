@@ -12,6 +12,43 @@ import click
 from . import __version__
 from .errors import WmprobeError
 
+# Options that several commands share, defined once.
+IMAGES_OPTION = click.option(
+    "--images",
+    "images",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of baseline images (searched recursively).",
+)
+LIMIT_OPTION = click.option(
+    "--limit",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Use only the first N images (a quick run).",
+)
+KEEP_WATERMARKED_OPTION = click.option(
+    "--keep-watermarked",
+    is_flag=True,
+    help="Keep the two ImageNet samples that already carry Chinese watermarks.",
+)
+DEVICE_OPTION = click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."
+)
+BATCH_SIZE_OPTION = click.option(
+    "--batch-size",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Images per batch (each brings its probes along).",
+)
+WORKERS_OPTION = click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=0),
+    help="DataLoader workers for reading and drawing (default: half the CPUs).",
+)
+QUIET_OPTION = click.option("--quiet", is_flag=True, help="No progress bars.")
+
 
 def _friendly(func):
     """Turn wmprobe's named errors into a one-line message and exit status 1, never a traceback."""
@@ -65,13 +102,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--images",
-    "images",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder of baseline images (searched recursively).",
-)
+@IMAGES_OPTION
 @click.option(
     "--out",
     "out",
@@ -111,37 +142,17 @@ def main() -> None:
     help="Reduction of conv maps over space and of transformer tokens.",
 )
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the probe sets.")
-@click.option(
-    "--limit",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Use only the first N images (a quick run).",
-)
-@click.option(
-    "--keep-watermarked",
-    is_flag=True,
-    help="Keep the two ImageNet samples that already carry Chinese watermarks.",
-)
+@LIMIT_OPTION
+@KEEP_WATERMARKED_OPTION
 @click.option("--random-weights", is_flag=True, help="Random init instead of trained weights.")
 @click.option(
     "--download-weights",
     is_flag=True,
     help="Allow downloading the model's weights (needs network).",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--batch-size",
-    default=16,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Images per batch (each brings its probes along).",
-)
-@click.option(
-    "--workers",
-    default=None,
-    type=click.IntRange(min=0),
-    help="DataLoader workers for reading and drawing (default: half the CPUs).",
-)
+@DEVICE_OPTION
+@BATCH_SIZE_OPTION
+@WORKERS_OPTION
 @click.option(
     "--jpeg-quality",
     default=None,
@@ -181,7 +192,7 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="torch intra-op threads during extraction (default: torch's).",
 )
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@QUIET_OPTION
 @_friendly
 def audit(
     images,
@@ -333,13 +344,7 @@ def report(run_dir, out, top_k, screenshot) -> None:
     show_default=True,
     help="The study's models, scenarios, layers and seed (presets: paper).",
 )
-@click.option(
-    "--images",
-    "images",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder of baseline images (searched recursively).",
-)
+@IMAGES_OPTION
 @click.option(
     "--models",
     "models",
@@ -357,12 +362,7 @@ def report(run_dir, out, top_k, screenshot) -> None:
     type=click.Path(path_type=Path),
     help="Downstream image folder for the mitigation step (skipped without it).",
 )
-@click.option(
-    "--limit",
-    default=None,
-    type=click.IntRange(min=1),
-    help="Use only the first N images (a quick run).",
-)
+@LIMIT_OPTION
 @click.option(
     "--out",
     "out",
@@ -376,21 +376,10 @@ def report(run_dir, out, top_k, screenshot) -> None:
     is_flag=True,
     help="Allow downloading the models' weights (needs network).",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option(
-    "--batch-size",
-    default=16,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Images per batch (each brings its probes along).",
-)
-@click.option(
-    "--workers",
-    default=None,
-    type=click.IntRange(min=0),
-    help="DataLoader workers for reading and drawing (default: half the CPUs).",
-)
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@DEVICE_OPTION
+@BATCH_SIZE_OPTION
+@WORKERS_OPTION
+@QUIET_OPTION
 @_friendly
 def reproduce(
     preset,
@@ -578,13 +567,7 @@ def scenarios(spec: Path | None) -> None:
     required=True,
     help="A preset (with modifiers) or a FILE.toml (each of its scenarios in OUT/NAME).",
 )
-@click.option(
-    "--images",
-    "images",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder of baseline images (searched recursively).",
-)
+@IMAGES_OPTION
 @click.option(
     "--out",
     "out",
@@ -599,11 +582,7 @@ def scenarios(spec: Path | None) -> None:
     type=click.IntRange(min=1),
     help="Use only the first N images.",
 )
-@click.option(
-    "--keep-watermarked",
-    is_flag=True,
-    help="Keep the two ImageNet samples that already carry Chinese watermarks.",
-)
+@KEEP_WATERMARKED_OPTION
 @click.option(
     "--format",
     "image_format",
@@ -722,12 +701,12 @@ def generate(scenario, images, out, seed, limit, keep_watermarked, image_format,
 )
 @click.option("--download", is_flag=True, help="Allow downloading `caltech256` (needs network).")
 @click.option("--data-dir", default=None, type=click.Path(path_type=Path), help="For caltech256.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@DEVICE_OPTION
 @click.option("--workers", default=None, type=click.IntRange(min=0), help="DataLoader workers.")
 @click.option(
     "--threads", default=None, type=click.IntRange(min=1), help="torch threads (default: torch's)."
 )
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@QUIET_OPTION
 @_friendly
 def mitigate(**kw) -> None:
     """Train new linear heads with the most watermark-sensitive feature units left out.

@@ -140,26 +140,27 @@ class TextArtifact(Artifact):
     def render(self, text: str, font: ImageFont.FreeTypeFont) -> Image.Image:
         """The tight RGBA unit of ``text``: its font box (stroke included), colour and alpha."""
         sw = self.stroke_width
-        if sw:
-            left, top, right, bottom = font.getbbox(text, stroke_width=sw)
-            size = (right - left, bottom - top)
-        else:  # one layout instead of two: the mask of the font box, as draw.text would make it
+        if not sw:  # one layout: the mask of the font box, as draw.text would make it
             mask, _ = font.getmask2(text, mode="L")
-            size = mask.size
-        if size[0] <= 0 or size[1] <= 0:
-            raise ArtifactDoesNotFitError(f"Text {text!r} draws no ink in font {self.font!r}.")
-        if sw:
-            alpha = Image.new("L", size, 0)
-            ImageDraw.Draw(alpha).text((-left, -top), text, font=font, fill=255, stroke_width=sw)
-        else:
-            alpha = Image.Image()._new(mask)
-        unit = Image.new("RGBA", size, (*(self.stroke_color if sw else self.color), 255))
-        if sw:
-            inner = Image.new("L", size, 0)
-            ImageDraw.Draw(inner).text((-left, -top), text, font=font, fill=255)
-            unit.paste((*self.color, 255), (0, 0, *size), inner)
+            self._check_ink(text, mask.size)
+            unit = Image.new("RGBA", mask.size, (*self.color, 255))
+            unit.putalpha(Image.Image()._new(mask))
+            return unit
+        left, top, right, bottom = font.getbbox(text, stroke_width=sw)
+        size = (right - left, bottom - top)
+        self._check_ink(text, size)
+        alpha = Image.new("L", size, 0)
+        ImageDraw.Draw(alpha).text((-left, -top), text, font=font, fill=255, stroke_width=sw)
+        unit = Image.new("RGBA", size, (*self.stroke_color, 255))
+        inner = Image.new("L", size, 0)
+        ImageDraw.Draw(inner).text((-left, -top), text, font=font, fill=255)
+        unit.paste((*self.color, 255), (0, 0, *size), inner)
         unit.putalpha(alpha)
         return unit
+
+    def _check_ink(self, text: str, size: tuple[int, int]) -> None:
+        if size[0] <= 0 or size[1] <= 0:
+            raise ArtifactDoesNotFitError(f"Text {text!r} draws no ink in font {self.font!r}.")
 
     def describe(self) -> str:
         what = (

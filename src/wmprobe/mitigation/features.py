@@ -25,7 +25,7 @@ from ..cache import ActivationCache, default_cache_dir
 from ..images import ImageRecord, scan_folder
 from ..models import LoadedModel
 from ..probes import Scenario
-from .downstream import scan_image_folder
+from .downstream import ImageFolderSet, scan_image_folder
 
 
 def cached_features(
@@ -122,7 +122,7 @@ class DownstreamFeatures:
 
 def downstream_features(
     model: LoadedModel,
-    folder: str | Path,
+    folder: str | Path | ImageFolderSet,
     *,
     scenarios: Sequence[str] = (),
     seed: int = 0,
@@ -134,10 +134,11 @@ def downstream_features(
 ) -> DownstreamFeatures:
     """Backbone features of every image of an ImageFolder, cached on disk (one pass, then reads).
 
-    The cache is keyed by model + weights + the folder's files + scenarios + probe seed.
+    ``folder``: a path, or an :class:`ImageFolderSet` already scanned. The cache is keyed by
+    model + weights + the folder's files + scenarios + probe seed.
     ``limit_per_class`` keeps the first N images of each class (small runs and tests).
     """
-    image_folder = scan_image_folder(folder)
+    image_folder = folder if isinstance(folder, ImageFolderSet) else scan_image_folder(folder)
     records = image_folder.records
     if limit_per_class is not None:
         counts: dict[int, int] = {}

@@ -252,7 +252,7 @@ def _mitigate(
             f"The export fraction {export_fraction} is not one of the fractions {fractions}."
         )
     folder = resolve_downstream(downstream, data_dir=data_dir, download=download)
-    scan_image_folder(folder)  # a folder that is not an ImageFolder fails before any work
+    image_folder = scan_image_folder(folder)  # not an ImageFolder: fails before any work
     loaded = load_model(model, pretrained=pretrained, device=device, allow_download=allow_download)
     timings: dict = {}
     acts, probe_manifest = probe_set_features(
@@ -270,7 +270,7 @@ def _mitigate(
     timings["probe_set_features"] = 0.0 if probe_manifest["cached"] else probe_manifest["seconds"]
     down = downstream_features(
         loaded,
-        folder,
+        image_folder,
         scenarios=scenarios,
         seed=probe_seed,
         cache_dir=cache_dir,
@@ -305,7 +305,7 @@ def _mitigate(
     if training == "paper":
         from .paper_training import paper_fitter
 
-        by_id = {r.image_id: r for r in scan_image_folder(folder).records}
+        by_id = {r.image_id: r for r in image_folder.records}
         fitter = paper_fitter(
             loaded,
             [by_id[i] for i in down.image_ids],
