@@ -15,7 +15,7 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from wmprobe.stats import auc
+from wmprobe.stats.core import auc
 
 N_IMAGES, N_UNITS, N_SCENARIOS = 998, 2208, 4
 

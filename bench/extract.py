@@ -39,14 +39,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from wmprobe._cpu import inference_scope
-from wmprobe.activations import _collate, _ProbeDataset, as_frames, default_workers, extract
-from wmprobe.artifacts import PAPER_SCENARIOS
-from wmprobe.cache import ActivationCache
-from wmprobe.images import ImageRecord, ImageSet, scan_folder
+from wmprobe.extraction._cpu import inference_scope
+from wmprobe.extraction.activations import (
+    _collate,
+    _ProbeDataset,
+    as_frames,
+    default_workers,
+    extract,
+)
+from wmprobe.extraction.cache import ActivationCache
 from wmprobe.models import load_model
 from wmprobe.models.registry import ModelSpec, register_model
-from wmprobe.probes import Scenario
+from wmprobe.probes.artifacts import PAPER_SCENARIOS
+from wmprobe.probes.images import ImageRecord, ImageSet, scan_folder
+from wmprobe.probes.scenario import Scenario
 
 SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenet-samples"
 
@@ -205,7 +211,7 @@ class _RssSampler(threading.Thread):
 
 def rss_child(args) -> None:
     """In a subprocess: audit ``args.rss_images`` synthetic images, print the RSS figures."""
-    from wmprobe.audit import audit
+    from wmprobe.auditing.run import audit
 
     torch.manual_seed(0)
     register_model(ModelSpec(name="bench_tiny", build=lambda p, d: _Tiny(), input_size=224))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wmprobe.activations import extract
+from wmprobe.extraction.activations import extract
 from wmprobe.mitigation import SweepConfig, SweepInputs, run_sweep
 from wmprobe.mitigation.downstream import scan_image_folder
 from wmprobe.mitigation.features import downstream_features, probe_set_features

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from wmprobe.images import imagenet_wnids
 from wmprobe.models.registry import ModelSpec, register_model
-from wmprobe.reproduce import StudyResult, reproduce
+from wmprobe.probes.images import imagenet_wnids
+from wmprobe.study.reproduce import StudyResult, reproduce
 
 from .conftest import TinyNet
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from wmprobe.contact_sheet import contact_sheet
-from wmprobe.images import load_frame, scan_folder
-from wmprobe.probes import resolve_scenarios
+from wmprobe.probes.contact_sheet import contact_sheet
+from wmprobe.probes.images import load_frame, scan_folder
+from wmprobe.probes.scenario import resolve_scenarios
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_IMAGES = HERE.parents[2] / "shared" / "data" / "imagenet-samples"

@@ -1,53 +1,79 @@
 """wmprobe: does a vision model detect watermarks instead of objects? Measure it, then remove it.
 
+The top level holds the verbs and their result types; everything else is imported from its
+stage's subpackage (``wmprobe.probes``, ``wmprobe.models``, ``wmprobe.extraction``,
+``wmprobe.stats``, ``wmprobe.auditing``, ``wmprobe.study``, ``wmprobe.reporting``,
+``wmprobe.mitigation``). Names load on first use, so ``import wmprobe`` imports no torch.
+
 Example:
     >>> import wmprobe
+    >>> wmprobe.__version__ == __import__("wmprobe._version").__version__
+    True
     >>> result = wmprobe.audit("../shared/data/imagenet-samples", limit=50)  # doctest: +SKIP
     >>> result.counts()  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from .activations import Activations, extract
-from .analysis import Study, load_study
-from .artifacts import PRESETS, ImageOverlay, TextArtifact
-from .audit import THRESHOLDS, AuditResult, audit
-from .cache import ActivationCache
-from .errors import WmprobeError
-from .generate import generate
-from .images import ImageSet, load_frame, scan_folder
-from .manifest import read_manifest
-from .models import expand_models, list_models, load_model
-from .probes import Scenario, resolve_scenarios
-from .report import build_report
-from .stats import auc, differentiability
+from wmprobe._version import __version__
+from wmprobe.errors import WmprobeError
+
+#: public name -> the module that defines it (loaded on first access, PEP 562).
+_LAZY = {
+    "audit": "wmprobe.auditing.run",
+    "AuditResult": "wmprobe.auditing.run",
+    "generate": "wmprobe.probes.generate",
+    "GeneratedSet": "wmprobe.probes.generate",
+    "mitigate": "wmprobe.mitigation.pipeline",
+    "MitigationRun": "wmprobe.mitigation.pipeline",
+    "reproduce": "wmprobe.study.reproduce",
+    "StudyResult": "wmprobe.study.reproduce",
+    "report": "wmprobe.reporting.build",
+    "build_report": "wmprobe.reporting.build",
+    "Report": "wmprobe.reporting.build",
+    "Study": "wmprobe.study.analysis",
+    "load_study": "wmprobe.study.analysis",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from wmprobe.auditing.run import AuditResult, audit
+    from wmprobe.mitigation.pipeline import MitigationRun, mitigate
+    from wmprobe.probes.generate import GeneratedSet, generate
+    from wmprobe.reporting.build import Report, build_report
+    from wmprobe.reporting.build import build_report as report
+    from wmprobe.study.analysis import Study, load_study
+    from wmprobe.study.reproduce import StudyResult, reproduce
 
 __all__ = [
-    "PRESETS",
-    "ActivationCache",
-    "THRESHOLDS",
-    "Activations",
     "AuditResult",
-    "ImageOverlay",
-    "ImageSet",
-    "Scenario",
+    "GeneratedSet",
+    "MitigationRun",
+    "Report",
     "Study",
-    "TextArtifact",
+    "StudyResult",
     "WmprobeError",
+    "__version__",
     "audit",
-    "auc",
     "build_report",
-    "differentiability",
-    "expand_models",
-    "extract",
     "generate",
-    "list_models",
     "load_study",
-    "load_frame",
-    "load_model",
-    "read_manifest",
-    "resolve_scenarios",
-    "scan_folder",
+    "mitigate",
+    "report",
+    "reproduce",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        attr = "build_report" if name == "report" else name
+        value = getattr(import_module(_LAZY[name]), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'wmprobe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

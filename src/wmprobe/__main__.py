@@ -1,5 +1,5 @@
 """``python -m wmprobe`` runs the command line."""
 
-from .cli import main
+from wmprobe.cli import main
 
 main()

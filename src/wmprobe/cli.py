@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import WmprobeError
+from wmprobe._version import __version__
+from wmprobe.errors import WmprobeError
 
 # Options that several commands share, defined once.
 IMAGES_OPTION = click.option(
@@ -231,10 +231,10 @@ def audit(
         wmprobe audit --model efficientnet_lite0 --images ../shared/data/imagenet-samples
         --scenarios null,null+jpeg_probe,chinese,chinese+placebo_box,my_spec.toml --out RUN
     """
-    from .audit import audit as run_audit
-    from .cache import ActivationCache, slug
-    from .gate import any_tripped, evaluate_gates, parse_gate
-    from .models import expand_models, get_model_spec
+    from wmprobe.auditing.gates import any_tripped, evaluate_gates, parse_gate
+    from wmprobe.auditing.run import audit as run_audit
+    from wmprobe.extraction.cache import ActivationCache, slug
+    from wmprobe.models import expand_models, get_model_spec
 
     gates = parse_gate(list(fail_if)) if fail_if else []  # bad syntax fails before any work
     names = expand_models(model)
@@ -325,14 +325,14 @@ def report(run_dir, out, top_k, screenshot) -> None:
 
         wmprobe report RUN --screenshot docs/report.png
     """
-    from .report import build_report
+    from wmprobe.reporting import build_report
 
     result = build_report(run_dir, out, k=top_k, command=_command_line(), progress=click.echo)
     for note in result.notes:
         click.echo(f"note: {note}")
     click.echo(f"wrote {result.html} ({len(result.figures)} figures)")
     if screenshot is not None:
-        from .report.browser import screenshot as take
+        from wmprobe.reporting.browser import screenshot as take
 
         click.echo(f"wrote {take(result.html, screenshot)}")
 
@@ -407,7 +407,7 @@ def reproduce(
         wmprobe reproduce --preset paper --images ../shared/data/imagenet-samples \\
             --models efficientnet_lite0,efficientnet_lite1 --limit 100 --out STUDY
     """
-    from .reproduce import reproduce as run_study
+    from wmprobe.study.reproduce import reproduce as run_study
 
     result = run_study(
         images,
@@ -451,11 +451,11 @@ def models(pattern: str, with_timm: bool) -> None:
 
         wmprobe models --pattern 'resnet*'
     """
-    from .models import MODEL_PRESETS, get_model_spec, list_models
+    from wmprobe.models import MODEL_PRESETS, get_model_spec, list_models
 
     names = list_models(pattern)
     if with_timm:
-        from .models.timm_models import _timm
+        from wmprobe.models.timm_models import _timm
 
         names += sorted(set(_timm().list_models(pattern)) - set(names))
     for name in names:
@@ -481,7 +481,7 @@ def layers(model: str, pattern: str, arch: str | None) -> None:
 
         wmprobe layers --model resnet50 --pattern 'layer4*'
     """
-    from .models import describe_layers, load_model, resolve_layers
+    from wmprobe.models import describe_layers, load_model, resolve_layers
 
     try:
         loaded = load_model(model, device="meta", arch=arch)
@@ -518,7 +518,7 @@ def download(dataset: str, dest: Path, url: str | None, sha256: str | None) -> N
 
         wmprobe download caltech256 --dest data/
     """
-    from .downloads import download_dataset
+    from wmprobe.study.downloads import download_dataset
 
     folder = download_dataset(dataset, dest, url=url, sha256=sha256)
     click.echo(f"{dataset} is in {folder}")
@@ -546,7 +546,7 @@ def scenarios(spec: Path | None) -> None:
 
         wmprobe scenarios --spec my_spec.toml
     """
-    from .probes import catalog, resolve_scenarios
+    from wmprobe.probes.scenario import catalog, resolve_scenarios
 
     if spec is not None:
         for scenario in resolve_scenarios([str(spec)]):
@@ -604,7 +604,7 @@ def generate(scenario, images, out, seed, limit, keep_watermarked, image_format,
         wmprobe generate --scenario chinese --images ../shared/data/imagenet-samples
         --out probes/chinese --limit 50
     """
-    from .generate import generate as run_generate
+    from wmprobe.probes.generate import generate as run_generate
 
     for result in run_generate(
         scenario,
@@ -722,7 +722,7 @@ def mitigate(**kw) -> None:
         wmprobe mitigate --model efficientnet_lite0 --images ../shared/data/imagenet-samples
         --downstream ../shared/data/caltech-101 --scenario chinese --out MIT
     """
-    from .mitigation import mitigate as run_mitigate
+    from wmprobe.mitigation import mitigate as run_mitigate
 
     try:
         fractions = [float(f) for f in _split(kw["fractions"])]

@@ -7,14 +7,19 @@ Example:
     >>> run.table()  # doctest: +SKIP
 """
 
-from .downstream import ImageFolderSet, resolve_downstream, scan_image_folder, split_indices
-from .export import MaskedHead, MitigatedModel, export_mitigated, load_mitigated
-from .features import DownstreamFeatures, downstream_features, probe_set_features
-from .heads import LinearHead, choose_C, fit_head
-from .pipeline import PAPER_FRACTIONS, MitigationRun, mitigate
-from .ranking import random_order, rank_units, unit_d
-from .study_step import reproduce_step
-from .sweep import SweepConfig, SweepInputs, SweepResult, evaluate_head, run_sweep
+from wmprobe.mitigation.downstream import (
+    ImageFolderSet,
+    resolve_downstream,
+    scan_image_folder,
+    split_indices,
+)
+from wmprobe.mitigation.export import MaskedHead, MitigatedModel, export_mitigated, load_mitigated
+from wmprobe.mitigation.features import DownstreamFeatures, downstream_features, probe_set_features
+from wmprobe.mitigation.heads import LinearHead, choose_C, fit_head
+from wmprobe.mitigation.pipeline import PAPER_FRACTIONS, MitigationRun, mitigate
+from wmprobe.mitigation.ranking import random_order, rank_units, unit_d
+from wmprobe.mitigation.study_step import reproduce_step
+from wmprobe.mitigation.sweep import SweepConfig, SweepInputs, SweepResult, evaluate_head, run_sweep
 
 __all__ = [
     "PAPER_FRACTIONS",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import default_cache_dir
-from ..errors import DatasetDownloadError, ImageFolderError, MitigationError
-from ..images import IMAGE_SUFFIXES, ImageRecord
+from wmprobe.errors import DatasetDownloadError, ImageFolderError, MitigationError
+from wmprobe.extraction.cache import default_cache_dir
+from wmprobe.probes.images import IMAGE_SUFFIXES, ImageRecord
 
 #: Names that ``--downstream`` takes besides a folder path.
 NAMED_DATASETS = ("caltech256",)

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__
-from ..errors import MitigationError
-from ..models import LoadedModel, find_classifier, get_model_spec
-from .heads import LinearHead
+from wmprobe._version import __version__
+from wmprobe.errors import MitigationError
+from wmprobe.mitigation.heads import LinearHead
+from wmprobe.models import LoadedModel, find_classifier, get_model_spec
 
 FORMAT = "wmprobe-mitigated/1"
 

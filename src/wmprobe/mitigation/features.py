@@ -6,7 +6,8 @@
   (the prediction flip rate).
 
 Every image goes through the audit's pipeline (the 224x224 frame, then the model's own resize and
-normalisation) and the audit's activation cache (:mod:`wmprobe.cache`): the feature layer of a
+normalisation) and the audit's activation cache (:mod:`wmprobe.extraction.cache`): the feature
+layer of a
 probe set that an audit of the same model, images, scenarios and seed already extracted is read,
 not recomputed; a killed pass resumes; two runs on one cache take turns.
 """
@@ -20,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..activations import Activations, extract, require_readable
-from ..cache import ActivationCache, default_cache_dir
-from ..images import ImageRecord, scan_folder
-from ..models import LoadedModel
-from ..probes import Scenario
-from .downstream import ImageFolderSet, scan_image_folder
+from wmprobe.extraction.activations import Activations, extract, require_readable
+from wmprobe.extraction.cache import ActivationCache, default_cache_dir
+from wmprobe.mitigation.downstream import ImageFolderSet, scan_image_folder
+from wmprobe.models import LoadedModel
+from wmprobe.probes.images import ImageRecord, scan_folder
+from wmprobe.probes.scenario import Scenario
 
 
 def cached_features(

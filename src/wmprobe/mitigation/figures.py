@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .sweep import RANDOM, SENSITIVE  # noqa: E402
+from wmprobe.mitigation.sweep import RANDOM, SENSITIVE  # noqa: E402
 
 
 def _fraction_labels(fractions) -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import MitigationError
+from wmprobe.errors import MitigationError
 
 #: The default regularisation (scikit-learn's C) of the paper protocol, and the default CV grid.
 #: 0.3 is what 3-fold CV on the training split chose for efficientnet_lite0 on Caltech-101 (seed

@@ -20,12 +20,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from ..activations import default_workers
-from ..images import FRAME_SIZE, ImageRecord, _to_rgb
-from ..models import LoadedModel
-from .export import strip_classifier
-from .heads import LinearHead, standardiser
-from .sweep import HeadFitter
+from wmprobe.extraction.activations import default_workers
+from wmprobe.mitigation.export import strip_classifier
+from wmprobe.mitigation.heads import LinearHead, standardiser
+from wmprobe.mitigation.sweep import HeadFitter
+from wmprobe.models import LoadedModel
+from wmprobe.probes.images import FRAME_SIZE, ImageRecord, _to_rgb
 
 
 class _Augmented(Dataset):

@@ -12,17 +12,17 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import __version__
-from ..errors import MitigationError
-from ..models import LoadedModel, load_model
-from ..probes import Scenario
-from . import heads
-from .downstream import resolve_downstream, scan_image_folder
-from .export import export_mitigated
-from .features import DownstreamFeatures, downstream_features, probe_set_features
-from .heads import DEFAULT_C, DEFAULT_C_GRID
-from .ranking import RANKINGS, check_fractions, unit_d
-from .sweep import SweepConfig, SweepInputs, SweepResult, run_sweep
+from wmprobe._version import __version__
+from wmprobe.errors import MitigationError
+from wmprobe.mitigation import heads
+from wmprobe.mitigation.downstream import resolve_downstream, scan_image_folder
+from wmprobe.mitigation.export import export_mitigated
+from wmprobe.mitigation.features import DownstreamFeatures, downstream_features, probe_set_features
+from wmprobe.mitigation.heads import DEFAULT_C, DEFAULT_C_GRID
+from wmprobe.mitigation.ranking import RANKINGS, check_fractions, unit_d
+from wmprobe.mitigation.sweep import SweepConfig, SweepInputs, SweepResult, run_sweep
+from wmprobe.models import LoadedModel, load_model
+from wmprobe.probes.scenario import Scenario
 
 #: The paper's fractions of feature units left out (Figure 4).
 PAPER_FRACTIONS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.25, 0.5)
@@ -87,7 +87,12 @@ class MitigationRun:
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write the tables, figures, the exported model and run.json to ``out_dir``."""
-        from .figures import auc_distribution, auc_distribution_data, fraction_curves, save_figure
+        from wmprobe.mitigation.figures import (
+            auc_distribution,
+            auc_distribution_data,
+            fraction_curves,
+            save_figure,
+        )
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -303,7 +308,7 @@ def _mitigate(
     )
     fitter = None
     if training == "paper":
-        from .paper_training import paper_fitter
+        from wmprobe.mitigation.paper_training import paper_fitter
 
         by_id = {r.image_id: r for r in image_folder.records}
         fitter = paper_fitter(

@@ -10,8 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import MitigationError
-from ..stats import auc, differentiability
+from wmprobe.errors import MitigationError
+from wmprobe.stats.core import auc, differentiability
 
 #: How units can be ranked (see :func:`rank_units`).
 RANKINGS = ("d", "max", "null")

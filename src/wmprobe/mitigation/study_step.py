@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .pipeline import PAPER_FRACTIONS, mitigate
+from wmprobe.mitigation.pipeline import PAPER_FRACTIONS, mitigate
 
 #: The scenario whose d ranks the backbone's units, as in the paper.
 STUDY_SCENARIO = "chinese"

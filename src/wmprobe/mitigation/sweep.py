@@ -14,12 +14,19 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..audit import THRESHOLDS
-from ..errors import MitigationError
-from ..stats import auc, differentiability
-from .downstream import split_indices
-from .heads import DEFAULT_C, DEFAULT_C_GRID, LinearHead, choose_C, fit_head
-from .ranking import check_fractions, kept_units, n_left_out, random_order, rank_units, unit_d
+from wmprobe.auditing.run import THRESHOLDS
+from wmprobe.errors import MitigationError
+from wmprobe.mitigation.downstream import split_indices
+from wmprobe.mitigation.heads import DEFAULT_C, DEFAULT_C_GRID, LinearHead, choose_C, fit_head
+from wmprobe.mitigation.ranking import (
+    check_fractions,
+    kept_units,
+    n_left_out,
+    random_order,
+    rank_units,
+    unit_d,
+)
+from wmprobe.stats.core import auc, differentiability
 
 #: ``fit(train_rows, kept_per_fraction, C, seed) -> heads``: fits the heads of one ranking.
 HeadFitter = Callable[[np.ndarray, Sequence[np.ndarray], float, int], list[LinearHead]]

@@ -1,6 +1,6 @@
 """Models by name: the registry, loading, preprocessing, the feature layer and any other layer."""
 
-from .layers import (
+from wmprobe.models.layers import (
     REDUCTIONS,
     SPECIAL_LAYERS,
     Layer,
@@ -10,8 +10,14 @@ from .layers import (
     describe_layers,
     resolve_layers,
 )
-from .loaded import LoadedModel, find_classifier, load_model, resolve_device, state_dict_hash
-from .registry import (
+from wmprobe.models.loaded import (
+    LoadedModel,
+    find_classifier,
+    load_model,
+    resolve_device,
+    state_dict_hash,
+)
+from wmprobe.models.registry import (
     MODEL_PRESETS,
     PAPER20,
     ModelSpec,

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, UnknownModelError, WmprobeError
-from .registry import ModelSpec, get_model_spec, register_provider
+from wmprobe.errors import CheckpointError, UnknownModelError, WmprobeError
+from wmprobe.models.registry import ModelSpec, get_model_spec, register_provider
 
 PREFIX = "ckpt:"
 _ENTRY_POINT = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):([A-Za-z_]\w*)$")
@@ -86,7 +86,7 @@ def _strip_prefix(state: dict) -> dict:
 
 def _fit_classifier(model: nn.Module, classifier: str | None, state: dict) -> None:
     """Rebuild the final linear layer to the checkpoint's number of classes when they differ."""
-    from .loaded import find_classifier_path
+    from wmprobe.models.loaded import find_classifier_path
 
     path = classifier or find_classifier_path(model)
     if path is None or f"{path}.weight" not in state:

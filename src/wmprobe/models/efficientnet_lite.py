@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import WeightsUnavailableError
-from .registry import ModelSpec, register_model
+from wmprobe.errors import WeightsUnavailableError
+from wmprobe.models.registry import ModelSpec, register_model
 
 # The TF EfficientNet-Lite models were trained on (x - 127) / 128.
 _MEAN = (127.0 / 255.0,) * 3

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import LayerError
-from .loaded import LoadedModel
+from wmprobe.errors import LayerError
+from wmprobe.models.loaded import LoadedModel
 
 LOGITS, FEATURES, BLOCKS = "logits", "features", "blocks"
 #: The layer names that every (classifier) model has, beside its module paths.

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-from ..errors import WmprobeError
-from .registry import ModelSpec, get_model_spec
+from wmprobe.errors import WmprobeError
+from wmprobe.models.registry import ModelSpec, get_model_spec
 
 
 @dataclass
@@ -146,7 +146,7 @@ def load_model(
         >>> m.spec.input_size, len(m.class_names)
         (224, 1000)
     """
-    from .checkpoint import PREFIX, checkpoint_spec
+    from wmprobe.models.checkpoint import PREFIX, checkpoint_spec
 
     if name.startswith(PREFIX):
         spec = checkpoint_spec(name, arch, unsafe_load=unsafe_load)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..errors import UnknownModelError
+from wmprobe.errors import UnknownModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -168,4 +168,4 @@ def expand_models(models: str | Sequence[str]) -> list[str]:
 
 def _load_builtin() -> None:
     # Importing the model families registers them (once).
-    from . import checkpoint, efficientnet_lite, timm_models, torchvision_models  # noqa: F401
+    from wmprobe.models import checkpoint, efficientnet_lite, timm_models, torchvision_models  # noqa: F401

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import MissingDependencyError, WeightsUnavailableError
-from .registry import PAPER20_TIMM, ModelSpec, register_lazy, register_provider
+from wmprobe.errors import MissingDependencyError, WeightsUnavailableError
+from wmprobe.models.registry import PAPER20_TIMM, ModelSpec, register_lazy, register_provider
 
 #: The paper's two timm models (ViT-B/16 and BEiT-B/16).
 PAPER_TIMM = PAPER20_TIMM

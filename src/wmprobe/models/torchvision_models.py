@@ -15,8 +15,14 @@ import torchvision
 from torch import nn
 from torchvision.models import get_model, get_model_weights
 
-from ..errors import WeightsUnavailableError
-from .registry import PAPER20, PAPER20_TIMM, ModelSpec, register_model, register_provider
+from wmprobe.errors import WeightsUnavailableError
+from wmprobe.models.registry import (
+    PAPER20,
+    PAPER20_TIMM,
+    ModelSpec,
+    register_model,
+    register_provider,
+)
 
 #: The torchvision models of the paper (ViT-B/16 and BEiT-B/16 come from timm there).
 PAPER_TORCHVISION = tuple(n for n in PAPER20 if n not in PAPER20_TIMM)

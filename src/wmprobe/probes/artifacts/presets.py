@@ -1,0 +1,50 @@
+"""The named artifacts: the paper's four scripts, ImageNet-W's watermark and the null (nothing)."""
+
+from __future__ import annotations
+
+import difflib
+
+from wmprobe.errors import UnknownScenarioError
+from wmprobe.probes.artifacts.base import Artifact, NullArtifact
+from wmprobe.probes.artifacts.charsets import CHARSETS
+from wmprobe.probes.artifacts.imagenet_w import ImageNetWArtifact
+from wmprobe.probes.artifacts.text import TextArtifact
+
+#: The paper's four scenarios, in its order.
+PAPER_SCENARIOS = ("chinese", "latin", "hindi", "numerals")
+
+PRESETS: dict[str, Artifact] = {
+    "chinese": TextArtifact(
+        CHARSETS["chinese"], font="cjk", description="7 frequent Chinese chars"
+    ),
+    "latin": TextArtifact(CHARSETS["latin"], font="serif", description="7 frequent Latin letters"),
+    "hindi": TextArtifact(
+        CHARSETS["hindi"], font="devanagari", description="7 frequent Devanagari symbols, shaped"
+    ),
+    "numerals": TextArtifact(CHARSETS["numerals"], font="serif", description="7 digits 0-9"),
+    "imagenet_w": ImageNetWArtifact(
+        description="ImageNet-W's watermark '捷径捷径捷径' at opacity 0.5, drawn by the "
+        "imagenet-w package (optional extra)"
+    ),
+    "null": NullArtifact(),
+}
+"""Every named artifact. The paper's four: 7 symbols, 30 px, white, opaque, fully visible."""
+
+
+def get_artifact(name: str) -> Artifact:
+    """The artifact of a named preset; see ``wmprobe scenarios`` for the names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UnknownScenarioError(unknown_message(name, list(PRESETS))) from None
+
+
+def unknown_message(name: str, known: list[str]) -> str:
+    """The error text for an unknown scenario name: close matches, the presets, and the command."""
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return (
+        f"Unknown scenario {name!r}.{hint} Presets: {', '.join(PRESETS)}; each text preset also "
+        f"as NAME+placebo_box, +placebo_noise, +placebo_blur; any as NAME+jpeg_probe; a spec file "
+        f"FILE.toml; a probe folder folder:PATH (see `wmprobe scenarios`)."
+    )

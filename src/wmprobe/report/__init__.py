@@ -1,5 +1,0 @@
-"""The report: the paper's figures (pure functions) and one self-contained HTML page of a study."""
-
-from .build import Report, build_report
-
-__all__ = ["Report", "build_report"]

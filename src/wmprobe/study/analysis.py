@@ -1,0 +1,335 @@
+"""Cross-model analysis: the tables behind the paper's figures, from any set of audit run folders.
+
+A *study* is one or many audit run folders: a single folder written by ``wmprobe audit``, or
+``ROOT/models/<model>/`` folders as ``wmprobe reproduce`` writes them (with ``ROOT/study.json``
+listing the models it skipped and why). Every function below takes plain DataFrames and returns
+one, so each can be tested on synthetic tables; extra columns in the inputs are carried or ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from wmprobe.auditing.run import THRESHOLDS
+from wmprobe.errors import RunFolderError
+
+#: Layers every audit has; any other layer is a block (depth) layer.
+HEAD_LAYERS = ("logits", "features")
+
+#: Columns a per-unit table must have.
+REQUIRED_COLUMNS = ("model", "layer", "scenario", "unit", "class_name", "auc", "d")
+
+
+@dataclass
+class ModelRun:
+    """One model's audit run folder, read back."""
+
+    name: str
+    path: Path
+    table: pd.DataFrame
+    config: dict
+    accuracy: pd.DataFrame | None = None
+    predictions: pd.DataFrame | None = None
+    top_images: pd.DataFrame | None = None
+
+
+@dataclass
+class Study:
+    """The audited models of a study, the models it skipped (name -> reason), and its manifest."""
+
+    root: Path
+    runs: list[ModelRun]
+    skipped: dict[str, str] = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def models(self) -> list[str]:
+        return [r.name for r in self.runs]
+
+    def units(self) -> pd.DataFrame:
+        """All models' per-unit tables, one after the other."""
+        return pd.concat([r.table for r in self.runs], ignore_index=True)
+
+    def accuracy(self) -> pd.DataFrame:
+        """All models' accuracy tables with a ``model`` column (empty when none was saved)."""
+        frames = [r.accuracy.assign(model=r.name) for r in self.runs if r.accuracy is not None]
+        if not frames:
+            return pd.DataFrame(columns=["model", "variant", "top1"])
+        return pd.concat(frames, ignore_index=True)[["model", "variant", "top1"]]
+
+
+def is_complete_run(path: str | Path) -> bool:
+    """Whether ``path`` holds a finished audit (run.json, written last, and units.parquet)."""
+    p = Path(path)
+    return (p / "run.json").is_file() and (p / "units.parquet").is_file()
+
+
+def read_run(path: str | Path) -> ModelRun:
+    """Read one audit run folder; a folder without run.json or units.parquet is an error."""
+    p = Path(path)
+    if not is_complete_run(p):
+        raise RunFolderError(
+            f"{str(p)!r} is not a complete audit run folder (needs run.json and units.parquet; "
+            "write one with `wmprobe audit --out`)."
+        )
+    config = json.loads((p / "run.json").read_text())
+    table = pd.read_parquet(p / "units.parquet")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise RunFolderError(f"{p / 'units.parquet'} lacks the column(s) {', '.join(missing)}.")
+    name = str(config.get("model") or table["model"].iloc[0])
+
+    def optional(file: str) -> pd.DataFrame | None:
+        f = p / file
+        if not f.is_file():
+            return None
+        return pd.read_csv(f) if f.suffix == ".csv" else pd.read_parquet(f)
+
+    return ModelRun(
+        name=name,
+        path=p,
+        table=table,
+        config=config,
+        accuracy=optional("accuracy.csv"),
+        predictions=optional("predictions.parquet"),
+        top_images=optional("top_images.parquet"),
+    )
+
+
+def load_study(root: str | Path) -> Study:
+    """Read a study: ``root`` is one audit run folder, or holds ``models/<model>/`` run folders.
+
+    Models listed as skipped in ``root/study.json`` and model folders left unfinished are in
+    ``Study.skipped`` with the reason.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise RunFolderError(f"Run folder {str(root)!r} does not exist or is not a folder.")
+    manifest_path = root / "study.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    if is_complete_run(root):
+        return Study(root=root, runs=[read_run(root)], manifest=manifest)
+    models_dir = root / "models"
+    folders = sorted(p for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
+    order = {m: i for i, m in enumerate(manifest.get("models", []))}
+    folders.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
+    runs, skipped = [], {}
+    for folder in folders:
+        if is_complete_run(folder):
+            runs.append(read_run(folder))
+        else:
+            skipped[folder.name] = "run folder is unfinished (no run.json); rerun to complete it"
+    for name, status in manifest.get("statuses", {}).items():
+        if status.get("status") == "skipped":
+            skipped[name] = status.get("reason", "")
+    if not runs:
+        raise RunFolderError(
+            f"{str(root)!r} holds no audit: neither run.json and units.parquet nor "
+            "models/<model>/ run folders (write them with `wmprobe audit` or `wmprobe reproduce`)."
+        )
+    return Study(root=root, runs=runs, skipped=skipped, manifest=manifest)
+
+
+def _check(table: pd.DataFrame, columns: Sequence[str] = REQUIRED_COLUMNS) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"Expected argument `table` to have the column(s) {', '.join(missing)} but got "
+            f"{', '.join(map(str, table.columns))}"
+        )
+
+
+def _in_order(values: pd.Series) -> list:
+    return list(dict.fromkeys(values.tolist()))
+
+
+def class_ranking(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """Per scenario, the ``k`` logit classes with the highest and lowest mean AUC across models.
+
+    Long format, one row per (scenario, side, class, model): ``scenario``, ``side`` (``top`` or
+    ``bottom``), ``rank`` (1 = most extreme), ``unit``, ``class_name``, ``mean_auc``, ``model``,
+    ``auc``, and ``ci_low``/``ci_high`` when the table has them. Only classes that every model
+    audited in that scenario has are ranked.
+    """
+    _check(table)
+    if k < 1:
+        raise ValueError(f"Expected argument `k` to be >= 1 but got {k}")
+    logits = table[table["layer"] == "logits"]
+    extra = [c for c in ("ci_low", "ci_high") if c in logits.columns]
+    frames = []
+    for scenario in _in_order(logits["scenario"]):
+        rows = logits[logits["scenario"] == scenario]
+        models = _in_order(rows["model"])
+        wide = rows.pivot_table(index="unit", columns="model", values="auc", aggfunc="first")
+        wide = wide[models].dropna()
+        mean = wide.mean(axis=1).sort_values(ascending=False, kind="stable")
+        sides = {"top": mean.index[:k], "bottom": mean.index[::-1][:k]}
+        names = rows.drop_duplicates("unit").set_index("unit")["class_name"]
+        for side, units in sides.items():
+            for rank, unit in enumerate(units, start=1):
+                part = rows[rows["unit"] == unit].set_index("model").loc[models]
+                frame = pd.DataFrame(
+                    {
+                        "scenario": scenario,
+                        "side": side,
+                        "rank": rank,
+                        "unit": int(unit),
+                        "class_name": names.loc[unit],
+                        "mean_auc": float(mean.loc[unit]),
+                        "model": models,
+                        "auc": part["auc"].to_numpy(dtype=float),
+                    }
+                )
+                for c in extra:
+                    frame[c] = part[c].to_numpy(dtype=float)
+                frames.append(frame)
+    columns = ["scenario", "side", "rank", "unit", "class_name", "mean_auc", "model", "auc"]
+    if not frames:
+        return pd.DataFrame(columns=columns + extra)
+    return pd.concat(frames, ignore_index=True)
+
+
+def sensitive_counts(table: pd.DataFrame, thresholds: Sequence[float] = THRESHOLDS) -> pd.DataFrame:
+    """Per model, scenario and layer: units with d above each threshold, as a count and a share.
+
+    Columns: ``model``, ``scenario``, ``layer``, ``units``, ``threshold``, ``count``, ``share``
+    (count / units).
+    """
+    _check(table)
+    rows = []
+    for (model, scenario, layer), group in table.groupby(
+        ["model", "scenario", "layer"], sort=False
+    ):
+        d = group["d"].to_numpy()
+        for t in thresholds:
+            count = int((d > t).sum())
+            rows.append(
+                {
+                    "model": model,
+                    "scenario": scenario,
+                    "layer": layer,
+                    "units": len(d),
+                    "threshold": float(t),
+                    "count": count,
+                    "share": count / len(d),
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["model", "scenario", "layer", "units", "threshold", "count", "share"]
+    )
+
+
+def depth_profile(table: pd.DataFrame, threshold: float = 0.9) -> pd.DataFrame:
+    """Share of units with d above ``threshold`` in each block layer (not logits/features).
+
+    Layers keep the order in which each model's table lists them (``position`` 0, 1, ...).
+    Columns: ``model``, ``scenario``, ``position``, ``layer``, ``units``, ``count``, ``share``.
+    Empty when no block layer was audited.
+    """
+    _check(table)
+    blocks = table[~table["layer"].isin(HEAD_LAYERS)]
+    rows = []
+    for model in _in_order(blocks["model"]):
+        of_model = blocks[blocks["model"] == model]
+        positions = {layer: i for i, layer in enumerate(_in_order(of_model["layer"]))}
+        for (scenario, layer), group in of_model.groupby(["scenario", "layer"], sort=False):
+            count = int((group["d"] > threshold).sum())
+            rows.append(
+                {
+                    "model": model,
+                    "scenario": scenario,
+                    "position": positions[layer],
+                    "layer": layer,
+                    "units": len(group),
+                    "count": count,
+                    "share": count / len(group),
+                }
+            )
+    columns = ["model", "scenario", "position", "layer", "units", "count", "share"]
+    out = pd.DataFrame(rows, columns=columns)
+    return out.sort_values(["model", "scenario", "position"], kind="stable", ignore_index=True)
+
+
+def accuracy_drops(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Top-1 accuracy per model and variant with ``drop`` = clean top-1 minus this variant's.
+
+    ``accuracy`` has columns ``model``, ``variant``, ``top1`` (variant ``clean`` included).
+    """
+    _check(accuracy, ("model", "variant", "top1"))
+    out = accuracy[["model", "variant", "top1"]].copy()
+    clean = out[out["variant"] == "clean"].set_index("model")["top1"]
+    out["drop"] = out["model"].map(clean) - out["top1"]
+    return out.reset_index(drop=True)
+
+
+def prediction_flips(
+    predictions: pd.DataFrame, model: str, class_names: Sequence[str] = (), top: int = 3
+) -> pd.DataFrame:
+    """How probes change one model's top-1 predictions, per scenario.
+
+    ``predictions`` has ``label`` and ``pred_clean`` and ``pred_<scenario>`` columns (as saved by
+    an audit). Columns of the result: ``model``, ``scenario``, ``images``, ``changed`` (prediction
+    differs from clean), ``correct_to_wrong``, ``wrong_to_correct`` (both -1 when labels are
+    unknown) and ``flips_to``: the ``top`` classes most often predicted instead, with counts.
+    """
+    _check(predictions, ("label", "pred_clean"))
+    clean = predictions["pred_clean"].to_numpy()
+    labels = predictions["label"].to_numpy()
+    known = bool((labels >= 0).all())
+    rows = []
+    for column in predictions.columns:
+        if not column.startswith("pred_") or column == "pred_clean":
+            continue
+        pred = predictions[column].to_numpy()
+        changed = pred != clean
+        targets = pd.Series(pred[changed]).value_counts().head(top)
+        flips_to = ", ".join(
+            f"{class_names[c] if 0 <= c < len(class_names) else c} ({n})"
+            for c, n in targets.items()
+        )
+        rows.append(
+            {
+                "model": model,
+                "scenario": column[len("pred_") :],
+                "images": len(pred),
+                "changed": int(changed.sum()),
+                "correct_to_wrong": int(((clean == labels) & (pred != labels)).sum())
+                if known
+                else -1,
+                "wrong_to_correct": int(((clean != labels) & (pred == labels)).sum())
+                if known
+                else -1,
+                "flips_to": flips_to,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "scenario",
+            "images",
+            "changed",
+            "correct_to_wrong",
+            "wrong_to_correct",
+            "flips_to",
+        ],
+    )
+
+
+def most_sensitive_units(top_images: pd.DataFrame, per_layer: int = 2) -> pd.DataFrame:
+    """The ``per_layer`` units of each layer with the highest d in one model's top-images table.
+
+    A unit counts once per (scenario, layer, unit); layers keep the table's order.
+    """
+    _check(top_images, ("scenario", "layer", "unit", "d"))
+    if per_layer < 1:
+        raise ValueError(f"Expected argument `per_layer` to be >= 1 but got {per_layer}")
+    units = top_images.drop_duplicates(["scenario", "layer", "unit"])
+    units = units.sort_values("d", ascending=False, kind="stable")
+    picked = [units[units["layer"] == layer].head(per_layer) for layer in _in_order(units["layer"])]
+    return pd.concat(picked, ignore_index=True)

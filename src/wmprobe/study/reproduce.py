@@ -1,0 +1,273 @@
+"""The whole study in one call: contact sheets, an audit per model, analysis, report, mitigation.
+
+Layout of ``OUT``::
+
+    study.json               the request, the command, versions, and each model's status
+    sheets/<scenario>.png    a contact sheet of each scenario's probe images (+ .csv)
+    models/<model>/          one audit run folder per model (``wmprobe audit`` writes the same)
+    report/report.html       the report (``wmprobe report OUT`` writes it again)
+
+Resumable: a model whose run folder is complete (run.json) and was made with the same settings
+is not audited again. A model whose weights cannot be had here, or that wmprobe does not know, is
+skipped with the reason (listed in study.json and the report), and the study goes on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from wmprobe._version import __version__
+from wmprobe.errors import ImageFolderError, WmprobeError
+from wmprobe.extraction.activations import LAYERS
+from wmprobe.models import PAPER20
+from wmprobe.probes.artifacts import PAPER_SCENARIOS
+from wmprobe.probes.images import scan_folder
+from wmprobe.probes.scenario import Scenario
+from wmprobe.study.analysis import is_complete_run
+
+log = logging.getLogger(__name__)
+
+#: The paper's 20 ImageNet models, in its order (vit/beit come from timm).
+PAPER_MODELS = PAPER20
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    """A named study: which models, scenarios, layers and seed."""
+
+    name: str
+    models: tuple[str, ...]
+    scenarios: tuple[str, ...] = PAPER_SCENARIOS
+    layers: tuple[str, ...] = LAYERS
+    seed: int = 0
+
+
+STUDY_PRESETS = {"paper": StudyPreset("paper", PAPER_MODELS)}
+
+#: run.json keys that must match for a finished run folder to be reused.
+_RESUME_KEYS = ("model", "scenarios", "layers", "seed", "limit", "images", "keep_watermarked")
+
+
+@dataclass
+class ModelStatus:
+    """What happened to one model: ``audited``, ``resumed`` (reused) or ``skipped`` (why)."""
+
+    status: str
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class StudyResult:
+    """Where the study is, what happened to each model, to mitigation, and the report."""
+
+    out: Path
+    statuses: dict[str, ModelStatus] = field(default_factory=dict)
+    mitigation: dict = field(default_factory=dict)
+    report_html: Path | None = None
+
+
+def versions() -> dict[str, str]:
+    """Versions of wmprobe, Python and the packages that shape the numbers."""
+    found = {"wmprobe": __version__, "python": platform.python_version()}
+    for package in ("torch", "torchvision", "numpy", "scipy", "pandas", "pillow", "matplotlib"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    found["platform"] = platform.platform()
+    return found
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)
+
+
+def _reusable(folder: Path, wanted: dict) -> str | None:
+    """None when ``folder`` holds a finished run made with ``wanted``; else why not."""
+    if not is_complete_run(folder):
+        return "no finished run folder"
+    done = json.loads((folder / "run.json").read_text())
+    for key in _RESUME_KEYS:
+        if done.get(key) != wanted.get(key):
+            return f"its {key} was {done.get(key)!r}, now {wanted.get(key)!r}"
+    return None
+
+
+def mitigation_step(
+    out: Path, downstream: Path | None, models: Sequence[str], say: Callable[[str], None]
+) -> dict:
+    """The hook for mitigation (``wmprobe mitigate``, built separately).
+
+    Contract: when ``--downstream`` is given and the module ``wmprobe.mitigation`` defines
+    ``reproduce_step(study_dir: Path, downstream: Path, models: list[str]) -> dict``, it is called
+    with the study folder, the downstream image folder and the audited models, and its JSON-able
+    result is stored in study.json under ``mitigation``. Otherwise the step is skipped and the
+    reason logged and stored; nothing is faked. An error inside mitigation propagates.
+    """
+    if downstream is None:
+        reason = "--downstream not given"
+    else:
+        try:
+            module = importlib.import_module("wmprobe.mitigation")
+        except ModuleNotFoundError as exc:
+            if exc.name != "wmprobe.mitigation":
+                raise
+            module = None
+        step = getattr(module, "reproduce_step", None) if module is not None else None
+        if module is None:
+            reason = "wmprobe.mitigation is not part of this installation"
+        elif step is None:
+            reason = "wmprobe.mitigation has no reproduce_step(study_dir, downstream, models)"
+        else:
+            say(f"mitigation on {downstream}")
+            return {"status": "done", **step(out, downstream, list(models))}
+    say(f"mitigation skipped: {reason}")
+    return {"status": "skipped", "reason": reason}
+
+
+def reproduce(
+    images: str | Path,
+    out: str | Path,
+    *,
+    preset: str = "paper",
+    models: Sequence[str] | None = None,
+    scenarios: Sequence[str] | None = None,
+    downstream: str | Path | None = None,
+    limit: int | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    allow_download: bool = False,
+    batch_size: int = 16,
+    num_workers: int | None = None,
+    progress: bool = True,
+    command: str = "",
+    report: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> StudyResult:
+    """Run the whole study: sheets, one audit per model (resumable), report, mitigation hook.
+
+    ``report=False`` leaves the report for a later ``wmprobe report OUT``. ``models`` and
+    ``scenarios`` default to the preset's (for ``paper``: its 20 models and four
+    scripts).
+
+    Example:
+        >>> reproduce("../shared/data/imagenet-samples", "STUDY", models=["efficientnet_lite0"],
+        ...           limit=50)  # doctest: +SKIP
+    """
+    from wmprobe.auditing.run import audit
+    from wmprobe.reporting import build_report
+    from wmprobe.reporting.sheets import scenario_sheet
+
+    say = say or log.info
+    if preset not in STUDY_PRESETS:
+        raise WmprobeError(f"Unknown preset {preset!r}; known: {', '.join(STUDY_PRESETS)}.")
+    spec = STUDY_PRESETS[preset]
+    models = list(models) if models else list(spec.models)
+    scenarios = tuple(scenarios) if scenarios else spec.scenarios
+    for name in scenarios:  # unknown names fail before any work
+        Scenario.preset(name)
+    seed = spec.seed if seed is None else seed
+    if downstream is not None and not Path(downstream).is_dir():
+        raise ImageFolderError(f"Downstream folder {str(downstream)!r} does not exist.")
+    image_set = scan_folder(Path(images).expanduser().resolve(), limit=limit)
+    out = Path(out)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    result = StudyResult(out=out)
+    manifest = {
+        "preset": preset,
+        "command": command,
+        "images": str(image_set.root),
+        "models": models,
+        "scenarios": list(scenarios),
+        "layers": list(spec.layers),
+        "seed": seed,
+        "limit": limit,
+        "downstream": str(downstream) if downstream is not None else None,
+        "versions": versions(),
+        "statuses": {},
+    }
+
+    def save_manifest() -> None:
+        manifest["statuses"] = {m: asdict(s) for m, s in result.statuses.items()}
+        manifest["mitigation"] = result.mitigation
+        _write_json(out / "study.json", manifest)
+
+    save_manifest()
+    say(f"contact sheets of {', '.join(scenarios)} -> {out / 'sheets'}")
+    (out / "sheets").mkdir(exist_ok=True)
+    for scenario in scenarios:
+        fig, data = scenario_sheet(image_set.records, scenario, seed=seed, n=12)
+        fig.savefig(out / "sheets" / f"{scenario}.png", dpi=100)
+        data.to_csv(out / "sheets" / f"{scenario}.csv", index=False)
+
+    for i, model in enumerate(models, start=1):
+        folder = out / "models" / model
+        wanted = {
+            "model": model,
+            "scenarios": list(scenarios),
+            "layers": list(spec.layers),
+            "seed": seed,
+            "limit": limit,
+            "images": str(image_set.root),
+            "keep_watermarked": False,
+        }
+        why = _reusable(folder, wanted)
+        if why is None:
+            say(f"[{i}/{len(models)}] {model}: finished run folder found, not audited again")
+            result.statuses[model] = ModelStatus("resumed")
+            save_manifest()
+            continue
+        say(f"[{i}/{len(models)}] {model}: auditing ({why})")
+        for stale in ("run.json", "accuracy.csv", "predictions.parquet", "top_images.parquet"):
+            (folder / stale).unlink(missing_ok=True)  # an unfinished redo never looks complete
+        start = time.perf_counter()
+        try:
+            audited = audit(
+                image_set,
+                model=model,
+                scenarios=scenarios,
+                layers=spec.layers,
+                seed=seed,
+                limit=limit,
+                device=device,
+                allow_download=allow_download,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                progress=progress,
+            )
+        except WmprobeError as exc:  # weights missing, unknown model, no such layer: per model
+            say(f"[{i}/{len(models)}] {model}: skipped: {exc}")
+            result.statuses[model] = ModelStatus("skipped", f"{type(exc).__name__}: {exc}")
+            save_manifest()
+            continue
+        audited.config["command"] = command
+        audited.save(folder)
+        seconds = time.perf_counter() - start
+        result.statuses[model] = ModelStatus("audited", seconds=round(seconds, 1))
+        save_manifest()
+        del audited
+
+    done = [m for m, s in result.statuses.items() if s.status != "skipped"]
+    result.mitigation = mitigation_step(
+        out, Path(downstream) if downstream is not None else None, done, say
+    )
+    save_manifest()
+    if not done:
+        reasons = "; ".join(f"{m}: {s.reason}" for m, s in result.statuses.items())
+        raise WmprobeError(f"None of the {len(models)} model(s) could be audited ({reasons}).")
+    if not report:
+        return result
+    say("report")
+    result.report_html = build_report(out, progress=say).html
+    return result
