@@ -66,6 +66,7 @@ USED = {
 }
 
 
+@pytest.mark.slow
 def test_matrix_through_the_cli(bad_folder, tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(
@@ -134,6 +135,7 @@ def test_matrix_through_generate(bad_folder, tmp_path):
     assert written == USED
 
 
+@pytest.mark.slow
 def test_matrix_through_mitigate(bad_folder, tmp_path):
     downstream = tmp_path / "downstream"
     (downstream / "matrix").mkdir(parents=True)
