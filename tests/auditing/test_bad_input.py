@@ -118,6 +118,7 @@ def test_unreadable_file_is_a_skip(tmp_path):
     assert set(result.activations.skipped) == {"locked"}
 
 
+@pytest.mark.slow
 def test_matrix_through_generate(bad_folder, tmp_path):
     out = tmp_path / "probes"
     argv = ["generate", "--scenario", "latin", "--images", str(bad_folder), "--out", str(out)]
