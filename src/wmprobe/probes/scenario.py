@@ -57,6 +57,11 @@ def probe_rng(seed: int, image_id: str, scenario: str) -> np.random.Generator:
     """The random stream of one probe image, from (seed, image id, scenario) alone.
 
     Any one probe image can be drawn again alone, in any order and in any process.
+
+    Example:
+        >>> draw = lambda seed: probe_rng(seed, "n01440764_tench", "chinese").integers(0, 100, 3)
+        >>> draw(0).tolist() == draw(0).tolist(), draw(0).tolist() == draw(1).tolist()
+        (True, False)
     """
     digest = hashlib.sha256(f"{image_id}\x00{scenario}".encode()).digest()
     words = np.frombuffer(digest[:16], dtype=np.uint32).tolist()
@@ -163,7 +168,12 @@ class Scenario:
 
 
 def with_modifiers(scenario: Scenario, mods: Sequence[str]) -> Scenario:
-    """``scenario`` with ``+`` modifiers applied (placebo first, then JPEG), named canonically."""
+    """``scenario`` with ``+`` modifiers applied (placebo first, then JPEG), named canonically.
+
+    Example:
+        >>> with_modifiers(Scenario.preset("latin"), ["jpeg_probe_q50", "placebo_box"]).name
+        'latin+placebo_box+jpeg_probe_q50'
+    """
     placebo, quality = None, scenario.jpeg_probe_quality
     for mod in mods:
         jpeg = _JPEG_MOD.match(mod)
@@ -237,7 +247,12 @@ def resolve_scenarios(items: Sequence[str]) -> list[Scenario]:
 
 
 def catalog() -> list[tuple[str, str]]:
-    """Every named scenario with its description: presets, their placebos, and JPEG variants."""
+    """Every named scenario with its description: presets, their placebos, and JPEG variants.
+
+    Example:
+        >>> [name for name, _ in catalog()][:7]
+        ['chinese', 'latin', 'hindi', 'numerals', 'imagenet_w', 'null', 'chinese+placebo_box']
+    """
     rows = []
     for name in PRESETS:
         scenario = Scenario.preset(name)
