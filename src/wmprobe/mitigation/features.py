@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wmprobe.constants import CLEAN, FEATURES
 from wmprobe.extraction.activations import Activations, extract, require_readable
 from wmprobe.extraction.cache import ActivationCache, default_cache_dir
 from wmprobe.mitigation.downstream import ImageFolderSet, scan_image_folder
@@ -53,7 +54,7 @@ def cached_features(
         records,
         scenarios,
         seed=seed,
-        layers=("features",),
+        layers=(FEATURES,),
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
@@ -165,8 +166,8 @@ def downstream_features(
         classes=image_folder.classes,
         image_ids=acts.image_ids,
         labels=acts.labels,
-        clean=acts.get("features", "clean"),
-        probes={s: acts.get("features", s) for s in scenarios},
+        clean=acts.get(FEATURES, CLEAN),
+        probes={s: acts.get(FEATURES, s) for s in scenarios},
         skipped=acts.skipped,
         manifest=manifest,
     )
