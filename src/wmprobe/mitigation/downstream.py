@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from wmprobe.errors import DatasetDownloadError, ImageFolderError, MitigationError
 from wmprobe.extraction.cache import default_cache_dir
-from wmprobe.probes.images import IMAGE_SUFFIXES, ImageRecord
+from wmprobe.probes.images import ImageRecord, image_id_of, list_image_files
 
 #: Names that ``--downstream`` takes besides a folder path.
 NAMED_DATASETS = ("caltech256",)
@@ -25,6 +25,7 @@ class ImageFolderSet:
     root: Path
     classes: tuple[str, ...]
     records: list[ImageRecord]
+    excluded: dict[str, str] = field(default_factory=dict)
 
     @property
     def labels(self) -> np.ndarray:
@@ -35,6 +36,9 @@ def scan_image_folder(root: str | Path) -> ImageFolderSet:
     """List an ImageFolder: class folders under ``root``, images searched recursively in each.
 
     Folders whose names start with a dot are ignored. A class folder without images is an error.
+    Links to folders are followed; entries that are not regular files are left out (``excluded``,
+    with the reason); two files with one image id are an error (see
+    :func:`~wmprobe.probes.images.list_image_files`).
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -48,22 +52,22 @@ def scan_image_folder(root: str | Path) -> ImageFolderSet:
             "layout ROOT/<class>/<image>."
         )
     records: list[ImageRecord] = []
+    excluded: dict[str, str] = {}
     empty = []
     for label, folder in enumerate(class_dirs):
-        paths = sorted(
-            p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
-        )
+        paths, not_regular = list_image_files(folder)
+        excluded.update({image_id_of(p, root): why for p, why in not_regular.items()})
         if not paths:
             empty.append(folder.name)
         for p in paths:
-            image_id = p.relative_to(root).with_suffix("").as_posix()
-            records.append(ImageRecord(path=p, image_id=image_id, label=label))
+            records.append(ImageRecord(path=p, image_id=image_id_of(p, root), label=label))
     if empty:
         raise ImageFolderError(
             f"Downstream folder {str(root)!r}: class folder(s) without images: "
             f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}."
         )
-    return ImageFolderSet(root=root, classes=tuple(p.name for p in class_dirs), records=records)
+    classes = tuple(p.name for p in class_dirs)
+    return ImageFolderSet(root=root, classes=classes, records=records, excluded=excluded)
 
 
 def resolve_downstream(

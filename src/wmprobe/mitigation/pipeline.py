@@ -335,6 +335,7 @@ def _mitigate(
         "probe_images_skipped": acts.skipped,
         "downstream": str(folder),
         "downstream_name": str(downstream) if str(downstream) == "caltech256" else folder.name,
+        "downstream_excluded": image_folder.excluded,
         "scenarios": scenarios,
         "null_scenario": null_scenario,
         "null_quantile": null_quantile,
