@@ -26,10 +26,11 @@ KNOWN_WATERMARKED = ("n01667778_terrapin", "n02971356_carton")
 #: Images with a shorter side under this many pixels are skipped (too small to carry text).
 MIN_SIDE = 32
 
-#: The most pixels of one image that are decoded (after JPEG draft scaling): 64 MP, at most
-#: 256 MiB for RGBA. Larger images are a counted skip before decoding. PIL's own decompression-bomb
-#: error (at twice ``Image.MAX_IMAGE_PIXELS``, 179 MP) stays as a second limit.
-MAX_DECODED_PIXELS = 64_000_000
+#: The most pixels of one image that are decoded (after JPEG draft scaling): 128 MP, 384 MiB as
+#: RGB (a 10000 x 10000 px scan still works). Larger images are a counted skip before decoding.
+#: PIL's own decompression-bomb error (at twice ``Image.MAX_IMAGE_PIXELS``, 179 MP) is a second,
+#: outer limit; its warning below that is silenced since this one is the limit.
+MAX_DECODED_PIXELS = 128_000_000
 
 #: An image whose resized whole would exceed this many frames is cropped before it is resized.
 CROP_FIRST_FRAMES = 16
