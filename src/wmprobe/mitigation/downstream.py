@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +71,42 @@ def scan_image_folder(root: str | Path) -> ImageFolderSet:
     return ImageFolderSet(root=root, classes=classes, records=records, excluded=excluded)
 
 
+def check_measurable(
+    labels: np.ndarray, classes: Sequence[str], *, test_fraction: float, where: str
+) -> None:
+    """Refuse downstream data on which a head cannot be measured: fewer than 2 classes, or a class
+    that the split (:func:`split_indices`) leaves without a test image. The counts are in the
+    message. ``labels`` index ``classes``; ``where`` names the data in the message.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise MitigationError(
+            f"Expected argument `test_fraction` to be in (0, 1) but got {test_fraction}"
+        )
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    present = [(classes[i], int(n)) for i, n in enumerate(counts) if n > 0]
+    if len(present) < 2:
+        listed = ", ".join(f"{c}: {n} images" for c, n in present) or "no images"
+        raise MitigationError(
+            f"{where} has {len(present)} class ({listed}); a head needs at least 2 classes to "
+            "be trained and measured. Add class folders (ROOT/<class>/<image>)."
+        )
+    short = [(c, n) for c, n in present if _n_test(n, test_fraction) < 1]
+    if short:
+        raise MitigationError(
+            f"{where}: every class needs at least one test image (at least 2 images with "
+            f"test_fraction {test_fraction:g}), but {len(short)} of {len(present)} classes have "
+            f"too few: {', '.join(f'{c}: {n}' for c, n in short[:10])}"
+            + (" ..." if len(short) > 10 else "")
+            + ". Add images or leave those classes out."
+        )
+
+
+def _n_test(n: int, test_fraction: float) -> int:
+    """How many of a class's ``n`` images :func:`split_indices` puts in the test split."""
+    n_test = int(round(test_fraction * n))
+    return min(max(n_test, 1), n - 1) if n >= 2 else 0
+
+
 def resolve_downstream(
     name_or_path: str | Path, *, data_dir: str | Path | None = None, download: bool = False
 ) -> Path:
@@ -123,8 +160,7 @@ def split_indices(
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         idx = idx[rng.permutation(len(idx))]
-        n_test = int(round(test_fraction * len(idx)))
-        n_test = min(max(n_test, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        n_test = _n_test(len(idx), test_fraction)
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
