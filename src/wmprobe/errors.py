@@ -18,6 +18,10 @@ class WeightsUnavailableError(WmprobeError):
     """A model's weights cannot be had here (not cached and no network)."""
 
 
+class WeightsMismatchError(WeightsUnavailableError):
+    """A weights file that is not the one expected (damaged, truncated or another file)."""
+
+
 class UnknownScenarioError(WmprobeError, KeyError):
     """A scenario (artifact preset) name that wmprobe does not know."""
 
