@@ -10,12 +10,12 @@ computed once; a file that changes in any of these is hashed again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 from pathlib import Path
 
+from wmprobe._util import file_digest
 from wmprobe.errors import WeightsMismatchError
 
 #: torch.hub's pattern for the hash prefix in a weights file name.
@@ -58,11 +58,7 @@ def _remembered(path: Path) -> str:
     if known is not None and tuple(known[:3]) == stamp:
         _verified[name] = (*stamp, known[3])
         return known[3]
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    sha = digest.hexdigest()
+    sha = file_digest(path)
     _verified[name] = (*stamp, sha)
     _save_memo(name, (*stamp, sha))
     return sha
