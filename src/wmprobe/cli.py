@@ -70,6 +70,13 @@ def _friendly(func):
     return wrapper
 
 
+class GateUsageError(click.ClickException):
+    """A ``--fail-if`` gate that cannot be used: one line, exit status 2 (a usage error), so CI
+    tells it from a tripped gate (3) and a failed audit (1)."""
+
+    exit_code = 2
+
+
 def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -254,7 +261,7 @@ def audit(
             unsafe_load=unsafe_load,
         )
     except GateError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--fail-if'") from exc
+        raise GateUsageError(f"--fail-if: {exc}") from exc
     if no_cache and cache_dir is not None:
         raise click.UsageError("--cache and --no-cache contradict each other.")
     if len(names) > 1 and not random_weights and not download_weights:

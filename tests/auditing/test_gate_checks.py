@@ -89,5 +89,5 @@ def test_cli_refuses_such_gates_with_status_2_before_any_work(image_dir, tmp_pat
         ],
     )  # fmt: skip
     assert res.exit_code == 2, res.output
-    assert "--fail-if" in res.output and "Traceback" not in res.output
+    assert res.output.startswith("Error: --fail-if: ") and len(res.output.splitlines()) == 1
     assert not out.exists()

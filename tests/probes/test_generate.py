@@ -105,7 +105,7 @@ def test_folder_errors(tmp_path, image_dir):
     twice.mkdir()
     Image.new("RGB", (8, 8)).save(twice / "a.png")
     Image.new("RGB", (8, 8)).save(twice / "a.jpg")
-    with pytest.raises(ProbeFolderError, match="Two probe files for one image"):
+    with pytest.raises(ProbeFolderError, match="Two files have the image id"):
         resolve_scenarios([f"folder:{twice}"])
     other = tmp_path / "other"
     other.mkdir()
