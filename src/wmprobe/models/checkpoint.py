@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from wmprobe._digest import file_digest
 from wmprobe.errors import CheckpointError, UnknownModelError, WmprobeError
 from wmprobe.models.registry import ModelSpec, get_model_spec, register_provider
 
@@ -151,6 +152,7 @@ def checkpoint_spec(path: str | Path, arch: str | None = None, *, unsafe_load: b
         weights_available=path.is_file,
         weights_hint=f"the file {path}",
         class_names=names or base.class_names,
+        code=(lambda: file_digest(path, "blake2b")) if unsafe_load else None,
     )
 
 
@@ -205,7 +207,12 @@ def factory_spec(entry: str) -> ModelSpec:
             raise WmprobeError(f"{entry}() returned {type(model).__name__}, not a torch nn.Module.")
         return model
 
-    return ModelSpec(name=entry, build=build, source="factory", **extra)
+    def code() -> str:
+        from wmprobe.models.loaded import source_digest
+
+        return source_digest(sys.modules.get(module_name) or factory)
+
+    return ModelSpec(name=entry, build=build, source="factory", code=code, **extra)
 
 
 def _provider(name: str) -> ModelSpec | None:
