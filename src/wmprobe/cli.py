@@ -70,6 +70,13 @@ def _friendly(func):
     return wrapper
 
 
+class GateUsageError(click.ClickException):
+    """A ``--fail-if`` gate that cannot be used: one line, exit status 2 (a usage error), so CI
+    tells it from a tripped gate (3) and a failed audit (1)."""
+
+    exit_code = 2
+
+
 def _split(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -231,13 +238,30 @@ def audit(
         wmprobe audit --model efficientnet_lite0 --images ../shared/data/imagenet-samples
         --scenarios null,null+jpeg_probe,chinese,chinese+placebo_box,my_spec.toml --out RUN
     """
-    from wmprobe.auditing.gates import any_tripped, evaluate_gates, parse_gate
+    from wmprobe.auditing.gates import (
+        any_tripped,
+        check_gates_for_audit,
+        evaluate_gates,
+        parse_gate,
+    )
     from wmprobe.auditing.run import audit as run_audit
+    from wmprobe.errors import GateError
     from wmprobe.extraction.cache import ActivationCache, slug
     from wmprobe.models import expand_models, get_model_spec
 
-    gates = parse_gate(list(fail_if)) if fail_if else []  # bad syntax fails before any work
     names = expand_models(model)
+    try:  # bad syntax, a gate fixed by its ranges or naming what the audit lacks: before any work
+        gates = parse_gate(list(fail_if)) if fail_if else []
+        check_gates_for_audit(
+            gates,
+            scenarios=_split(scenarios),
+            layers=_split(layers),
+            models=names,
+            arch=arch,
+            unsafe_load=unsafe_load,
+        )
+    except GateError as exc:
+        raise GateUsageError(f"--fail-if: {exc}") from exc
     if no_cache and cache_dir is not None:
         raise click.UsageError("--cache and --no-cache contradict each other.")
     if len(names) > 1 and not random_weights and not download_weights:

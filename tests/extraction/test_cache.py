@@ -186,6 +186,9 @@ def test_every_key_field_changes_the_digest_and_folder():
     base = EntryKey(
         model="m",
         weights="w",
+        code="c",
+        device="cpu",
+        autocast=None,
         variant="latin",
         artifact="a",
         seed=0,

@@ -21,7 +21,7 @@ from wmprobe.extraction.cache import ActivationCache
 from wmprobe.models import load_model
 from wmprobe.probes.artifacts import PAPER_SCENARIOS
 from wmprobe.probes.folder import FolderScenario
-from wmprobe.probes.images import ImageSet, check_jpeg_quality, scan_folder
+from wmprobe.probes.images import ImageSet, check_jpeg_quality, imagenet_wnids, scan_folder
 from wmprobe.probes.scenario import Scenario, resolve_scenarios
 from wmprobe.stats import count_above
 
@@ -190,6 +190,20 @@ def _pair_probe_folders(
     return dataclasses.replace(image_set, records=records, excluded=excluded), unpaired
 
 
+def _labels_for(image_set: ImageSet, n_outputs: int) -> tuple[ImageSet, str | None]:
+    """``image_set`` with its ImageNet labels dropped when the model does not have ImageNet's
+    1000 outputs (the labels would index other classes), and the note that says so."""
+    n_imagenet = len(imagenet_wnids())
+    if n_outputs == n_imagenet or all(r.label < 0 for r in image_set.records):
+        return image_set, None
+    records = [dataclasses.replace(r, label=-1) for r in image_set.records]
+    note = (
+        f"ImageNet labels not used: the model has {n_outputs} outputs, not ImageNet's "
+        f"{n_imagenet} classes (no accuracy; unit AUCs need no labels)"
+    )
+    return dataclasses.replace(image_set, records=records), note
+
+
 def _cache(cache: bool | str | Path | ActivationCache | None) -> ActivationCache | None:
     if cache is True:
         return ActivationCache()
@@ -261,6 +275,7 @@ def audit(
         arch=arch,
         unsafe_load=unsafe_load,
     )
+    image_set, labels_dropped = _labels_for(image_set, len(loaded.class_names))
     store = _cache(cache)
     acts = extract(
         loaded,
@@ -296,6 +311,8 @@ def audit(
         "cache": str(store.root) if store is not None else None,
         "weights_hash": loaded.weights_hash() if store is not None else None,
     }
+    if labels_dropped:
+        config["labels_dropped"] = labels_dropped
     table = audit_table(acts, loaded.class_names, seed=seed)
     has_logits = "logits" in acts.values
     return AuditResult(

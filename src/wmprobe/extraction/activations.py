@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from wmprobe.constants import CLEAN, DEFAULT_LAYERS
 from wmprobe.errors import ImageFolderError, InvalidArgumentError, LayerError, WmprobeError
 from wmprobe.extraction._cpu import inference_scope
-from wmprobe.extraction.cache import DTYPES, ActivationCache, CacheEntry, EntryKey, acquire, release
+from wmprobe.extraction.cache import DTYPES, ActivationCache, CacheEntry, EntryKey, prepare, release
 from wmprobe.models import REDUCTIONS, LayerTaps, LoadedModel, resolve_layers
 from wmprobe.probes.images import (
     FRAME_SIZE,
@@ -350,11 +350,8 @@ def extract(
     else:
         chunk_size = max(batch_size, 256)
     sink = _MemorySink(n, names, len(variants))
-    locks = acquire([e for e in entries.values() if not e.is_complete()], announce=progress)
+    locks = prepare(entries.values(), announce=progress)  # damaged entries start over
     try:
-        for entry in entries.values():
-            if not entry.is_complete():
-                entry.begin()
         done = {k: e.done_chunks() for k, e in entries.items()}
         schedule = _schedule(n, chunk_size, batch_size, variants, names, done if cache else None)
         if schedule:
@@ -390,7 +387,8 @@ def _entries(
     cache, model, records, scenarios, names, variants, *, seed, reduction, dtype, jpeg_quality
 ) -> dict[tuple[int, str], CacheEntry]:
     images = cache.images_digest([r.image_id for r in records], [r.path for r in records])
-    weights = model.weights_hash()
+    weights, code = model.weights_hash(), model.code_hash()
+    autocast = model.autocast_dtype
     out = {}
     for v, variant in enumerate(variants):
         artifact = None if v == 0 else scenarios[v - 1].spec_hash()
@@ -398,6 +396,9 @@ def _entries(
             key = EntryKey(
                 model=model.name,
                 weights=weights,
+                code=code,
+                device=model.device.type,
+                autocast=None if autocast is None else str(autocast).removeprefix("torch."),
                 variant=variant,
                 artifact=artifact,
                 seed=None if v == 0 else seed,
@@ -492,8 +493,8 @@ def _forward(model: LoadedModel, taps: LayerTaps, pixels: torch.Tensor) -> dict[
     """One batch ``[B, k, H, W, 3]`` through the model: ``{layer: [B, k, units]}``."""
     b, k = pixels.shape[:2]
     x = model.preprocess(as_frames(pixels))
-    amp = model.device.type == "cuda"
-    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=amp):
+    amp = model.autocast_dtype  # (in the cache key: CPU and GPU runs never share entries)
+    with torch.autocast(model.device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
         out = taps.run(x)
     return {name: t.cpu().numpy().reshape(b, k, -1) for name, t in out.items()}
 

@@ -122,6 +122,19 @@ class DownstreamFeatures:
     manifest: dict = field(default_factory=dict)
 
 
+def per_class(records: Sequence[ImageRecord], limit: int | None) -> list[ImageRecord]:
+    """The first ``limit`` records of each class (all of them when ``limit`` is None)."""
+    if limit is None:
+        return list(records)
+    counts: dict[int, int] = {}
+    kept = []
+    for r in records:
+        counts[r.label] = counts.get(r.label, 0) + 1
+        if counts[r.label] <= limit:
+            kept.append(r)
+    return kept
+
+
 def downstream_features(
     model: LoadedModel,
     folder: str | Path | ImageFolderSet,
@@ -141,15 +154,7 @@ def downstream_features(
     ``limit_per_class`` keeps the first N images of each class (small runs and tests).
     """
     image_folder = folder if isinstance(folder, ImageFolderSet) else scan_image_folder(folder)
-    records = image_folder.records
-    if limit_per_class is not None:
-        counts: dict[int, int] = {}
-        kept = []
-        for r in records:
-            counts[r.label] = counts.get(r.label, 0) + 1
-            if counts[r.label] <= limit_per_class:
-                kept.append(r)
-        records = kept
+    records = per_class(image_folder.records, limit_per_class)
     probe_sets = [Scenario.preset(s) for s in scenarios]
     acts, manifest = cached_features(
         model,

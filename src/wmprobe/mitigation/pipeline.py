@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -16,9 +17,18 @@ from wmprobe._version import __version__
 from wmprobe.constants import PAPER_FRACTIONS
 from wmprobe.errors import MitigationError
 from wmprobe.mitigation import heads
-from wmprobe.mitigation.downstream import resolve_downstream, scan_image_folder
+from wmprobe.mitigation.downstream import (
+    check_measurable,
+    resolve_downstream,
+    scan_image_folder,
+)
 from wmprobe.mitigation.export import export_mitigated
-from wmprobe.mitigation.features import DownstreamFeatures, downstream_features, probe_set_features
+from wmprobe.mitigation.features import (
+    DownstreamFeatures,
+    downstream_features,
+    per_class,
+    probe_set_features,
+)
 from wmprobe.mitigation.heads import DEFAULT_C, DEFAULT_C_GRID
 from wmprobe.mitigation.ranking import RANKINGS, check_fractions, unit_d
 from wmprobe.mitigation.sweep import SweepConfig, SweepInputs, SweepResult, run_sweep
@@ -260,6 +270,9 @@ def _mitigate(
         )
     folder = resolve_downstream(downstream, data_dir=data_dir, download=download)
     image_folder = scan_image_folder(folder)  # not an ImageFolder: fails before any work
+    listed = np.array([r.label for r in per_class(image_folder.records, limit_per_class)])
+    where = f"Downstream folder {str(folder)!r}"
+    check_measurable(listed, image_folder.classes, test_fraction=test_fraction, where=where)
     loaded = load_model(model, pretrained=pretrained, device=device, allow_download=allow_download)
     timings: dict = {}
     acts, probe_manifest = probe_set_features(
@@ -287,6 +300,8 @@ def _mitigate(
         progress=progress,
     )
     timings["downstream_features"] = 0.0 if down.manifest["cached"] else down.manifest["seconds"]
+    readable = f"{where} (its readable images; {len(down.skipped)} skipped)"
+    check_measurable(down.labels, down.classes, test_fraction=test_fraction, where=readable)
     clean = acts.get("features", "clean")
     inputs = SweepInputs(
         probe_clean=clean,
@@ -337,6 +352,7 @@ def _mitigate(
         "probe_images_skipped": acts.skipped,
         "downstream": str(folder),
         "downstream_name": str(downstream) if str(downstream) == "caltech256" else folder.name,
+        "downstream_excluded": image_folder.excluded,
         "scenarios": scenarios,
         "null_scenario": null_scenario,
         "null_quantile": null_quantile,

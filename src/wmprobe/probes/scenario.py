@@ -40,7 +40,7 @@ from wmprobe.probes.artifacts import (
     PlaceboArtifact,
 )
 from wmprobe.probes.artifacts.presets import unknown_message
-from wmprobe.probes.images import jpeg_roundtrip
+from wmprobe.probes.images import FRAME_SIZE, jpeg_roundtrip
 
 #: Bumped whenever the drawing code changes pixels for an unchanged spec (it is in every hash).
 DRAW_VERSION = 1
@@ -163,8 +163,10 @@ class Scenario:
         return text
 
     def check_ready(self) -> None:
-        """Raise a named error now if drawing would fail (a missing font, file or package)."""
+        """Raise a named error now if drawing would fail: a missing font, file or package, or an
+        artifact that cannot fit on the 224x224 frame."""
         self.artifact.check_ready()
+        self.artifact.check_fits((FRAME_SIZE, FRAME_SIZE))
 
 
 def with_modifiers(scenario: Scenario, mods: Sequence[str]) -> Scenario:

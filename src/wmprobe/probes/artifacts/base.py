@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,6 +64,15 @@ class Artifact(ABC):
         """Raise a named error now if drawing would fail for a missing font, file or package."""
         self.content()
 
+    def check_fits(self, frame: tuple[int, int]) -> None:
+        """Raise a named error now if the artifact can never be drawn on a ``frame`` (w, h) image.
+
+        Called before any image is read (values that validate one by one, such as a 100000 px
+        font, must not fail only while drawing). Only what fails on every image is refused.
+        The base class draws nothing of fixed size, so it has nothing to refuse.
+        """
+        return None
+
     def fill(self) -> tuple[RGB, float]:
         """The colour and opacity a placebo box uses in place of this artifact."""
         raise ScenarioSpecError(f"A {self.kind} artifact has no colour for a placebo box.")
@@ -119,6 +129,8 @@ def check_range(name: str, value: float, low: float, high: float | None = None) 
     """Raise :class:`ScenarioSpecError` unless ``low <= value (<= high)``, in the house wording."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ScenarioSpecError(f"Expected argument `{name}` to be a number but got {value!r}")
+    if not math.isfinite(value):
+        raise ScenarioSpecError(f"Expected argument `{name}` to be a finite number but got {value}")
     if value < low or (high is not None and value > high):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
         raise ScenarioSpecError(f"Expected argument `{name}` to be {bound} but got {value}")
