@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
+from wmprobe._util import atomic_write
 from wmprobe._version import __version__
 from wmprobe.errors import CacheError
 
@@ -107,12 +108,6 @@ def _io(method):
             raise CacheError(f"Cannot write the activation cache at {self.path}: {exc}") from exc
 
     return wrapper
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class CacheEntry:
@@ -195,7 +190,7 @@ class CacheEntry:
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "wmprobe_version": __version__,
         }
-        _atomic_write_text(self.path / "manifest.json", json.dumps(manifest, indent=1))
+        atomic_write(self.path / "manifest.json", json.dumps(manifest, indent=1))
 
     def _data_offset(self) -> int:
         if self._offset is None:
@@ -243,7 +238,7 @@ class CacheEntry:
             "errors": errors,
             "texts": texts,
         }
-        _atomic_write_text(self.path / "chunks" / f"{index:06d}.json", json.dumps(record))
+        atomic_write(self.path / "chunks" / f"{index:06d}.json", json.dumps(record))
 
     def _ensure_values(self, n_units: int) -> None:
         path = self.path / "values.npy"
@@ -277,7 +272,7 @@ class CacheEntry:
             self._ensure_values(0)
         n_units = int(self.manifest()["n_units"])
         rows = {"ok": ok, "errors": errors, "texts": texts or None}
-        _atomic_write_text(self.path / "rows.json", json.dumps(rows))
+        atomic_write(self.path / "rows.json", json.dumps(rows))
         self._write_manifest(complete=True, n_units=n_units)
         shutil.rmtree(self.path / "chunks", ignore_errors=True)
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
 
 from wmprobe._version import __version__
-from wmprobe.errors import MitigationError
+from wmprobe.auditing import runfolder
+from wmprobe.errors import InvalidArgumentError, MitigationError
 from wmprobe.mitigation import heads
 from wmprobe.mitigation.downstream import resolve_downstream, scan_image_folder
 from wmprobe.mitigation.export import export_mitigated
@@ -22,7 +25,7 @@ from wmprobe.mitigation.heads import DEFAULT_C, DEFAULT_C_GRID
 from wmprobe.mitigation.ranking import RANKINGS, check_fractions, unit_d
 from wmprobe.mitigation.sweep import SweepConfig, SweepInputs, SweepResult, run_sweep
 from wmprobe.models import LoadedModel, load_model
-from wmprobe.probes.scenario import Scenario
+from wmprobe.probes.scenario import Scenario, resolve_scenarios
 
 #: The paper's fractions of feature units left out (Figure 4).
 PAPER_FRACTIONS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.25, 0.5)
@@ -86,7 +89,11 @@ class MitigationRun:
         return "\n".join(lines)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write the tables, figures, the exported model and run.json to ``out_dir``."""
+        """Write the tables, figures, the exported model and run.json (last) to ``out_dir``.
+
+        The files of an earlier mitigation in ``out_dir`` go first (its known names only); a
+        write failure is a :class:`~wmprobe.errors.RunFolderError`.
+        """
         from wmprobe.mitigation.figures import (
             auc_distribution,
             auc_distribution_data,
@@ -94,8 +101,9 @@ class MitigationRun:
             save_figure,
         )
 
-        out = Path(out_dir)
+        out = runfolder.check_writable(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        runfolder.clear(out, kind="mitigation")  # run.json first; an earlier run's files go
         sweep = self.sweep
         table = self.table()
         paths: dict[str, Path] = {}
@@ -105,10 +113,10 @@ class MitigationRun:
             ("feature_units.csv", sweep.feature_d),
             ("cv.csv", sweep.cv),
         ):
-            frame.to_csv(out / name, index=False)
-            paths[name] = out / name
-        sweep.units.to_parquet(out / "output_units.parquet", index=False)
-        paths["output_units.parquet"] = out / "output_units.parquet"
+            paths[name] = runfolder.write_file(out, name, frame.to_csv(index=False))
+        paths["output_units.parquet"] = runfolder.write_file(
+            out, "output_units.parquet", lambda p: sweep.units.to_parquet(p, index=False)
+        )
         title = f"{self.config['model']}: {self.config['downstream_name']}"
         curves = table[[c for c in table.columns if c.endswith(("accuracy", "max_d", "_sd"))]]
         curves = pd.concat([table[["fraction", "left_out"]], curves], axis=1)
@@ -133,12 +141,11 @@ class MitigationRun:
             "train": [ids[i] for i in train],
             "test": [ids[i] for i in test],
         }
-        (out / "split.json").write_text(json.dumps(split))
-        paths["split.json"] = out / "split.json"
+        paths["split.json"] = runfolder.write_file(out, "split.json", json.dumps(split))
         exported = export_mitigated(
             self.model,
             head,
-            out / "mitigated",
+            out / runfolder.MITIGATED_DIR,
             classes=self.downstream.classes,
             extra={
                 "fraction_left_out": self.export_fraction,
@@ -152,8 +159,7 @@ class MitigationRun:
             },
         )
         paths["mitigated"] = exported
-        (out / "summary.txt").write_text(self.summary() + "\n")
-        paths["summary.txt"] = out / "summary.txt"
+        paths["summary.txt"] = runfolder.write_file(out, "summary.txt", self.summary() + "\n")
         manifest = {
             **self.config,
             "timings": self.timings,
@@ -161,8 +167,7 @@ class MitigationRun:
             "python": platform.python_version(),
             "downstream_skipped": self.downstream.skipped,
         }
-        (out / "run.json").write_text(json.dumps(manifest, indent=2, default=str))
-        paths["run.json"] = out / "run.json"
+        paths["run.json"] = runfolder.write_run_json(out, manifest, kind="mitigation")
         return paths
 
 
@@ -171,40 +176,64 @@ def _default_export(fractions: Sequence[float]) -> float:
     return max(below) if below else min(fractions)
 
 
+@dataclass(frozen=True)
+class MitigationConfig:
+    """Everything a mitigation run is asked to do (see :func:`mitigate` for the meaning).
+
+    Example:
+        >>> MitigationConfig(model="resnet18", fractions=(0, 0.1)).ranking
+        'd'
+    """
+
+    model: str = "efficientnet_lite0"
+    scenarios: Sequence[str | Scenario] = ("chinese",)
+    fractions: Sequence[float] = PAPER_FRACTIONS
+    ranking: str = "d"
+    null_scenario: str | Scenario | None = None
+    null_quantile: float = 0.95
+    seeds: Sequence[int] = (0,)
+    random_draws: int = 0
+    cv: bool = False
+    C: float = DEFAULT_C
+    C_grid: Sequence[float] = DEFAULT_C_GRID
+    test_fraction: float = 0.2
+    export_fraction: float | None = None
+    training: str = "lbfgs"
+    epochs: int = 10
+    lr: float = 0.1
+    probe_seed: int = 0
+    limit: int | None = None
+    limit_per_class: int | None = None
+    keep_watermarked: bool = False
+    cache_dir: str | Path | None = None
+    download: bool = False
+    data_dir: str | Path | None = None
+    pretrained: bool = True
+    device: str = "auto"
+    allow_download: bool = False
+    batch_size: int = 16
+    num_workers: int | None = None
+    threads: int | None = None
+    progress: bool = True
+    command: str = ""
+
+    def replace(self, **options: Any) -> MitigationConfig:
+        """This config with ``options`` changed; an unknown option is a clear error."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InvalidArgumentError(
+                f"Expected options of MitigationConfig ({', '.join(sorted(known))}) but got "
+                f"{', '.join(unknown)}"
+            )
+        return dataclasses.replace(self, **options)
+
+
 def mitigate(
     images: str | Path,
     downstream: str | Path,
-    *,
-    model: str = "efficientnet_lite0",
-    scenarios: Sequence[str] = ("chinese",),
-    fractions: Sequence[float] = PAPER_FRACTIONS,
-    ranking: str = "d",
-    null_scenario: str | None = None,
-    null_quantile: float = 0.95,
-    seeds: Sequence[int] = (0,),
-    random_draws: int = 0,
-    cv: bool = False,
-    C: float = DEFAULT_C,
-    C_grid: Sequence[float] = DEFAULT_C_GRID,
-    test_fraction: float = 0.2,
-    export_fraction: float | None = None,
-    training: str = "lbfgs",
-    epochs: int = 10,
-    lr: float = 0.1,
-    probe_seed: int = 0,
-    limit: int | None = None,
-    limit_per_class: int | None = None,
-    keep_watermarked: bool = False,
-    cache_dir: str | Path | None = None,
-    download: bool = False,
-    data_dir: str | Path | None = None,
-    pretrained: bool = True,
-    device: str = "auto",
-    allow_download: bool = False,
-    batch_size: int = 16,
-    num_workers: int | None = None,
-    threads: int | None = None,
-    progress: bool = True,
+    config: MitigationConfig | None = None,
+    **options: Any,
 ) -> MitigationRun:
     """Leave out the most watermark-sensitive backbone units when training a new linear head.
 
@@ -214,31 +243,33 @@ def mitigate(
     how often its prediction flips when the text is drawn on a test image. ``training="paper"``
     trains the heads the paper's way (SGD on augmented images); the default fits them on cached
     features by L-BFGS. ``threads`` sets torch's thread count for the run (restored after).
+    ``scenarios`` take what ``wmprobe audit --scenarios`` takes (presets, spec files, probe
+    folders) or :class:`~wmprobe.probes.scenario.Scenario` objects (e.g. from an audit's
+    run.json). The request is a :class:`MitigationConfig`, or its fields as keyword ``options``
+    (both: the options change the config).
 
     Example:
-        >>> run = mitigate("../shared/data/imagenet-samples",
-        ...                "../shared/data/caltech-101")  # doctest: +SKIP
+        >>> run = mitigate("../shared/data/imagenet-samples", "../shared/data/caltech-101",
+        ...                model="efficientnet_lite0", fractions=[0, 0.1])  # doctest: +SKIP
         >>> run.table()  # doctest: +SKIP
     """
-    with heads.threads(threads):
-        return _mitigate(**{k: v for k, v in locals().items() if k != "threads"})
+    config = (config or MitigationConfig()).replace(**options)
+    with heads.threads(config.threads):
+        return _mitigate(images, downstream, config)
 
 
-def _mitigate(
-    images, downstream, *, model, scenarios, fractions, ranking, null_scenario, null_quantile,
-    seeds, random_draws, cv, C, C_grid, test_fraction, export_fraction, training, epochs, lr,
-    probe_seed, limit, limit_per_class, keep_watermarked, cache_dir, download, data_dir,
-    pretrained, device, allow_download, batch_size, num_workers, progress,
-) -> MitigationRun:  # fmt: skip
+def _mitigate(images: str | Path, downstream: str | Path, c: MitigationConfig) -> MitigationRun:
     start = time.perf_counter()
-    fractions = check_fractions(fractions)
+    fractions = check_fractions(c.fractions)
+    ranking, training, null_scenario = c.ranking, c.training, c.null_scenario
     if ranking not in RANKINGS:
         raise MitigationError(f"Unknown ranking {ranking!r}; known: {', '.join(RANKINGS)}.")
     if training not in ("lbfgs", "paper"):
         raise MitigationError(f"Unknown training {training!r}; known: lbfgs, paper.")
-    scenarios = list(dict.fromkeys(scenarios))
-    if not scenarios:
+    watermarks = resolve_scenarios(list(c.scenarios))  # spec files, folders: before any work
+    if not watermarks:
         raise MitigationError("Expected argument `scenarios` to name at least one scenario")
+    scenarios = [s.name for s in watermarks]
     if ranking == "null" and not null_scenario:
         raise MitigationError(
             "Ranking `null` needs a null scenario (--null-scenario): a probe set without a "
@@ -246,43 +277,45 @@ def _mitigate(
         )
     if ranking != "null" and null_scenario:
         raise MitigationError("A null scenario is used only with ranking `null`.")
-    if null_scenario in scenarios:
-        raise MitigationError(f"The null scenario {null_scenario!r} is also a watermark scenario.")
-    probe_names = scenarios + ([null_scenario] if null_scenario else [])
-    for s in probe_names:
-        Scenario.preset(s)  # unknown names fail before any work
+    null = resolve_scenarios([null_scenario])[0] if null_scenario else None
+    if null is not None and null.name in scenarios:
+        raise MitigationError(f"The null scenario {null.name!r} is also a watermark scenario.")
+    probe_sets = watermarks + ([null] if null is not None else [])
+    export_fraction = c.export_fraction
     export_fraction = _default_export(fractions) if export_fraction is None else export_fraction
     if export_fraction not in fractions:
         raise MitigationError(
             f"The export fraction {export_fraction} is not one of the fractions {fractions}."
         )
-    folder = resolve_downstream(downstream, data_dir=data_dir, download=download)
+    folder = resolve_downstream(downstream, data_dir=c.data_dir, download=c.download)
     image_folder = scan_image_folder(folder)  # not an ImageFolder: fails before any work
-    loaded = load_model(model, pretrained=pretrained, device=device, allow_download=allow_download)
+    loaded = load_model(
+        c.model, pretrained=c.pretrained, device=c.device, allow_download=c.allow_download
+    )
     timings: dict = {}
     acts, probe_manifest = probe_set_features(
         loaded,
         images,
-        probe_names,
-        seed=probe_seed,
-        keep_watermarked=keep_watermarked,
-        limit=limit,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
+        probe_sets,
+        seed=c.probe_seed,
+        keep_watermarked=c.keep_watermarked,
+        limit=c.limit,
+        cache_dir=c.cache_dir,
+        batch_size=c.batch_size,
+        num_workers=c.num_workers,
+        progress=c.progress,
     )
     timings["probe_set_features"] = 0.0 if probe_manifest["cached"] else probe_manifest["seconds"]
     down = downstream_features(
         loaded,
         image_folder,
-        scenarios=scenarios,
-        seed=probe_seed,
-        cache_dir=cache_dir,
-        limit_per_class=limit_per_class,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
+        scenarios=watermarks,
+        seed=c.probe_seed,
+        cache_dir=c.cache_dir,
+        limit_per_class=c.limit_per_class,
+        batch_size=c.batch_size,
+        num_workers=c.num_workers,
+        progress=c.progress,
     )
     timings["downstream_features"] = 0.0 if down.manifest["cached"] else down.manifest["seconds"]
     clean = acts.get("features", "clean")
@@ -293,18 +326,18 @@ def _mitigate(
         down_probe=down.probes,
         labels=down.labels,
         n_classes=len(down.classes),
-        null_d=unit_d(clean, acts.get("features", null_scenario)) if null_scenario else None,
+        null_d=unit_d(clean, acts.get("features", null.name)) if null is not None else None,
     )
     config = SweepConfig(
         fractions=fractions,
         ranking=ranking,
-        seeds=list(seeds),
-        random_draws=random_draws,
-        C=C,
-        cv=cv,
-        C_grid=list(C_grid),
-        test_fraction=test_fraction,
-        null_quantile=null_quantile,
+        seeds=list(c.seeds),
+        random_draws=c.random_draws,
+        C=c.C,
+        cv=c.cv,
+        C_grid=list(c.C_grid),
+        test_fraction=c.test_fraction,
+        null_quantile=c.null_quantile,
     )
     fitter = None
     if training == "paper":
@@ -317,41 +350,43 @@ def _mitigate(
             down.labels,
             down.clean,
             len(down.classes),
-            epochs=epochs,
-            lr=lr,
-            num_workers=num_workers,
-            progress=progress,
+            epochs=c.epochs,
+            lr=c.lr,
+            num_workers=c.num_workers,
+            progress=c.progress,
         )
     t0 = time.perf_counter()
-    sweep = run_sweep(inputs, config, fitter=fitter, progress=progress)
+    sweep = run_sweep(inputs, config, fitter=fitter, progress=c.progress)
     timings["sweep"] = time.perf_counter() - t0
     timings.update({f"sweep_{k}": v for k, v in sweep.timings.items()})
     timings["total"] = time.perf_counter() - start
     run_config = {
-        "model": model,
-        "pretrained": pretrained,
+        "command": c.command,
+        "model": c.model,
+        "pretrained": c.pretrained,
         "images": str(images),
         "probe_images_used": len(acts.image_ids),
         "probe_images_skipped": acts.skipped,
         "downstream": str(folder),
         "downstream_name": str(downstream) if str(downstream) == "caltech256" else folder.name,
         "scenarios": scenarios,
-        "null_scenario": null_scenario,
-        "null_quantile": null_quantile,
+        "scenario_definitions": [s.to_dict() for s in probe_sets],
+        "null_scenario": null.name if null is not None else None,
+        "null_quantile": c.null_quantile,
         "ranking": ranking,
         "fractions": fractions,
-        "seeds": list(seeds),
-        "random_draws": random_draws,
-        "cv": cv,
-        "C": C,
-        "C_grid": list(C_grid),
-        "test_fraction": test_fraction,
+        "seeds": list(c.seeds),
+        "random_draws": c.random_draws,
+        "cv": c.cv,
+        "C": c.C,
+        "C_grid": list(c.C_grid),
+        "test_fraction": c.test_fraction,
         "training": training,
-        "epochs": epochs if training == "paper" else None,
-        "lr": lr if training == "paper" else None,
-        "probe_seed": probe_seed,
-        "limit": limit,
-        "limit_per_class": limit_per_class,
+        "epochs": c.epochs if training == "paper" else None,
+        "lr": c.lr if training == "paper" else None,
+        "probe_seed": c.probe_seed,
+        "limit": c.limit,
+        "limit_per_class": c.limit_per_class,
         "export_fraction": export_fraction,
         "device": str(loaded.device),
         "torch_threads": torch.get_num_threads(),
