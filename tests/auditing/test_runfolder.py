@@ -146,6 +146,11 @@ def test_a_spec_file_through_audit_report_reproduce_and_mitigate(
     assert (study / "report" / "report.html").is_file()
     again = _run(*argv, "--scenarios", spec_file, "--limit", 6, *QUICK)  # resumes
     assert again.exit_code == 0 and "not audited again" in again.output
+    changed = spec_file.parent / "changed" / spec_file.name  # same names, other pixels
+    changed.parent.mkdir()
+    changed.write_text(SPEC.replace("www.stock-images.example", "www.other.example"))
+    redo = _run(*argv, "--scenarios", changed, "--limit", 6, *QUICK)
+    assert redo.exit_code == 0 and "its scenario_specs was" in redo.output
 
     mit = tmp_path / "M"
     argv = ["mitigate", "--model", "tiny_test_net", "--images", images, "--downstream", downstream]

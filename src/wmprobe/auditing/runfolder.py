@@ -165,18 +165,23 @@ def clear_report(report_dir: str | Path) -> None:
 def write_file(folder: str | Path, name: str, data: str | bytes | Callable[[Path], object]) -> Path:
     """Write one file of a run folder atomically; a failure is a :class:`RunFolderError`.
 
-    The error says that the activations stay in the cache, so the same command redoes only the
-    tables.
+    The error says that the activations stay in the cache, so that the same command, run again
+    once the folder can be written, redoes only what comes after them (the tables, the report).
     """
     path = Path(folder) / name
     try:
         return atomic_write(path, data)
     except OSError as exc:
-        raise RunFolderError(
-            f"Cannot write {str(path)!r} ({exc.strerror or exc}); the activations are kept in "
-            "the cache: free space or fix the folder, then the same command redoes only the "
-            "tables."
-        ) from exc
+        raise write_error(path, exc) from exc
+
+
+def write_error(path: str | Path, exc: OSError) -> RunFolderError:
+    """The one-line error of a failed write into a run folder (disk full, read-only, ...)."""
+    return RunFolderError(
+        f"Cannot write {str(path)!r} ({exc.strerror or exc}); the activations are kept in the "
+        "cache: free space or fix the folder, then the same command redoes only what follows "
+        "them (tables, figures)."
+    )
 
 
 def write_run_json(folder: str | Path, manifest: Mapping[str, Any], *, kind: str = "audit") -> Path:

@@ -94,6 +94,14 @@ class MitigationRun:
         The files of an earlier mitigation in ``out_dir`` go first (its known names only); a
         write failure is a :class:`~wmprobe.errors.RunFolderError`.
         """
+
+        out = runfolder.check_writable(out_dir)
+        try:
+            return self._save(out)
+        except OSError as exc:  # figures and the exported model are written by their libraries
+            raise runfolder.write_error(out, exc) from exc
+
+    def _save(self, out: Path) -> dict[str, Path]:
         from wmprobe.mitigation.figures import (
             auc_distribution,
             auc_distribution_data,
@@ -101,7 +109,6 @@ class MitigationRun:
             save_figure,
         )
 
-        out = runfolder.check_writable(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         runfolder.clear(out, kind="mitigation")  # run.json first; an earlier run's files go
         sweep = self.sweep

@@ -47,7 +47,7 @@ class _Writer:
     def __init__(self, folder: Path, report: Report):
         self.folder = folder
         self.report = report
-        folder.mkdir(parents=True, exist_ok=True)
+        _mkdir(folder)
         runfolder.clear_report(folder.parent)  # figures of an earlier build would look current
 
     def add(
@@ -62,12 +62,14 @@ class _Writer:
         fmt = "jpeg" if photo else "png"
         image = image_bytes(fig, fmt)
         suffix = "jpg" if photo else "png"
-        paths = {suffix: self.folder / f"{key}.{suffix}", "csv": self.folder / f"{key}.csv"}
-        paths[suffix].write_bytes(image)
-        data.to_csv(paths["csv"], index=False)
+        paths = {
+            suffix: runfolder.write_file(self.folder, f"{key}.{suffix}", image),
+            "csv": runfolder.write_file(self.folder, f"{key}.csv", data.to_csv(index=False)),
+        }
         if not photo:
-            paths["svg"] = self.folder / f"{key}.svg"
-            fig.savefig(paths["svg"], format="svg")
+            paths["svg"] = runfolder.write_file(
+                self.folder, f"{key}.svg", lambda p: fig.savefig(p, format="svg")
+            )
         self.report.figures[key] = paths
         return figure_html(key, title, image, data, caption, fmt)
 
@@ -167,7 +169,9 @@ def build_report(
     if runfolder.kind_of(Path(root).expanduser()) == "mitigation":
         return _mitigation_report(Path(root).expanduser(), out, command)
     study = analysis.load_study(root)
-    out_dir = Path(out) if out is not None else study.root / runfolder.REPORT_DIR
+    out_dir = runfolder.check_writable(
+        Path(out) if out is not None else study.root / runfolder.REPORT_DIR
+    )
     report = Report(html=out_dir / "report.html")
     w = _Writer(out_dir / "figures", report)
     units = study.units()
@@ -201,8 +205,15 @@ def build_report(
 
 
 def _write_page(report: Report, page: str) -> None:
-    report.html.parent.mkdir(parents=True, exist_ok=True)
+    _mkdir(report.html.parent)
     runfolder.write_file(report.html.parent, report.html.name, page)
+
+
+def _mkdir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise runfolder.write_error(folder, exc) from exc
 
 
 def _overview_body(study: analysis.Study) -> str:
@@ -376,7 +387,9 @@ def _units_body(study: analysis.Study, w: _Writer, n: int) -> str:
 def _mitigation_report(root: Path, out: str | Path | None, command: str) -> Report:
     """The page of a ``wmprobe mitigate`` folder: its table, its two figures, its run.json."""
     config = runfolder.read_run_json(root)
-    out_dir = Path(out) if out is not None else root / runfolder.REPORT_DIR
+    out_dir = runfolder.check_writable(
+        Path(out) if out is not None else root / runfolder.REPORT_DIR
+    )
     report = Report(html=out_dir / "report.html")
     table = analysis.read_table(root / "table.csv")
     if table.empty:
