@@ -337,9 +337,10 @@ def audit(
 def report(run_dir, out, top_k, screenshot) -> None:
     """Write one self-contained HTML report of the audit(s) in RUN_DIR.
 
-    RUN_DIR is one audit run folder (`wmprobe audit --out`) or a study folder with
-    models/<model>/ run folders (`wmprobe reproduce --out`). Figures are written beside it as
-    PNG, SVG and CSV.
+    RUN_DIR is any folder that `wmprobe audit --out` (one model, or several: models/<model>/),
+    `wmprobe reproduce --out` or `wmprobe mitigate --out` wrote. An unfinished folder is an error
+    that quotes the command that resumes it. Figures are written beside the page as PNG, SVG and
+    CSV.
 
     Example:
 

@@ -10,6 +10,8 @@ damaged weights file) is skipped the same way and the others go on.
 
 from __future__ import annotations
 
+import inspect
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -23,6 +25,13 @@ from wmprobe.probes.images import ImageSet, scan_folder
 from wmprobe.probes.scenario import Scenario, resolve_scenarios
 
 __all__ = ["ModelStatus", "audit_many", "unavailable_models"]
+
+#: The defaults of :func:`audit`'s options, for the settings a finished run is compared on.
+_AUDIT_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(audit).parameters.items()
+    if p.default is not inspect.Parameter.empty
+}
 
 
 @dataclass
@@ -129,18 +138,19 @@ def audit_many(
     save_manifest()
     if len(unavailable) == len(models):
         raise WmprobeError(_none_left_message(models, unavailable))
+    asked = {**_AUDIT_DEFAULTS, **options}
     wanted = {
         "pretrained": pretrained,
         "scenarios": [s.name for s in probe_sets],
         "scenario_specs": {s.name: s.spec_hash() for s in probe_sets},
-        "layers": list(options.get("layers", ("logits", "features"))),
-        "seed": options.get("seed", 0),
+        "layers": list(asked["layers"]),
+        "seed": asked["seed"],
         "limit": limit,
         "images": str(image_set.root),
         "keep_watermarked": keep_watermarked,
-        "reduction": options.get("reduction", "mean"),
-        "jpeg_quality": options.get("jpeg_quality"),
-    }
+        "reduction": asked["reduction"],
+        "jpeg_quality": asked["jpeg_quality"],
+    }  # as the audit's run.json will record them
     todo = [m for m in models if m not in unavailable]
     for i, name in enumerate(todo, start=1):
         folder = runfolder.model_folder(out, name)
@@ -180,6 +190,4 @@ def audit_many(
 
 
 def _json(data: dict[str, Any]) -> str:
-    import json
-
     return json.dumps(data, indent=2, default=str)

@@ -265,15 +265,17 @@ def mitigate(
         return _mitigate(images, downstream, config)
 
 
-def _mitigate(images: str | Path, downstream: str | Path, c: MitigationConfig) -> MitigationRun:
+def _mitigate(
+    images: str | Path, downstream: str | Path, request: MitigationConfig
+) -> MitigationRun:
     start = time.perf_counter()
-    fractions = check_fractions(c.fractions)
-    ranking, training, null_scenario = c.ranking, c.training, c.null_scenario
+    fractions = check_fractions(request.fractions)
+    ranking, training, null_scenario = request.ranking, request.training, request.null_scenario
     if ranking not in RANKINGS:
         raise MitigationError(f"Unknown ranking {ranking!r}; known: {', '.join(RANKINGS)}.")
     if training not in ("lbfgs", "paper"):
         raise MitigationError(f"Unknown training {training!r}; known: lbfgs, paper.")
-    watermarks = resolve_scenarios(list(c.scenarios))  # spec files, folders: before any work
+    watermarks = resolve_scenarios(list(request.scenarios))  # spec files, folders: before any work
     if not watermarks:
         raise MitigationError("Expected argument `scenarios` to name at least one scenario")
     scenarios = [s.name for s in watermarks]
@@ -288,41 +290,44 @@ def _mitigate(images: str | Path, downstream: str | Path, c: MitigationConfig) -
     if null is not None and null.name in scenarios:
         raise MitigationError(f"The null scenario {null.name!r} is also a watermark scenario.")
     probe_sets = watermarks + ([null] if null is not None else [])
-    export_fraction = c.export_fraction
+    export_fraction = request.export_fraction
     export_fraction = _default_export(fractions) if export_fraction is None else export_fraction
     if export_fraction not in fractions:
         raise MitigationError(
             f"The export fraction {export_fraction} is not one of the fractions {fractions}."
         )
-    folder = resolve_downstream(downstream, data_dir=c.data_dir, download=c.download)
+    folder = resolve_downstream(downstream, data_dir=request.data_dir, download=request.download)
     image_folder = scan_image_folder(folder)  # not an ImageFolder: fails before any work
     loaded = load_model(
-        c.model, pretrained=c.pretrained, device=c.device, allow_download=c.allow_download
+        request.model,
+        pretrained=request.pretrained,
+        device=request.device,
+        allow_download=request.allow_download,
     )
     timings: dict = {}
     acts, probe_manifest = probe_set_features(
         loaded,
         images,
         probe_sets,
-        seed=c.probe_seed,
-        keep_watermarked=c.keep_watermarked,
-        limit=c.limit,
-        cache_dir=c.cache_dir,
-        batch_size=c.batch_size,
-        num_workers=c.num_workers,
-        progress=c.progress,
+        seed=request.probe_seed,
+        keep_watermarked=request.keep_watermarked,
+        limit=request.limit,
+        cache_dir=request.cache_dir,
+        batch_size=request.batch_size,
+        num_workers=request.num_workers,
+        progress=request.progress,
     )
     timings["probe_set_features"] = 0.0 if probe_manifest["cached"] else probe_manifest["seconds"]
     down = downstream_features(
         loaded,
         image_folder,
         scenarios=watermarks,
-        seed=c.probe_seed,
-        cache_dir=c.cache_dir,
-        limit_per_class=c.limit_per_class,
-        batch_size=c.batch_size,
-        num_workers=c.num_workers,
-        progress=c.progress,
+        seed=request.probe_seed,
+        cache_dir=request.cache_dir,
+        limit_per_class=request.limit_per_class,
+        batch_size=request.batch_size,
+        num_workers=request.num_workers,
+        progress=request.progress,
     )
     timings["downstream_features"] = 0.0 if down.manifest["cached"] else down.manifest["seconds"]
     clean = acts.get("features", "clean")
@@ -338,13 +343,13 @@ def _mitigate(images: str | Path, downstream: str | Path, c: MitigationConfig) -
     config = SweepConfig(
         fractions=fractions,
         ranking=ranking,
-        seeds=list(c.seeds),
-        random_draws=c.random_draws,
-        C=c.C,
-        cv=c.cv,
-        C_grid=list(c.C_grid),
-        test_fraction=c.test_fraction,
-        null_quantile=c.null_quantile,
+        seeds=list(request.seeds),
+        random_draws=request.random_draws,
+        C=request.C,
+        cv=request.cv,
+        C_grid=list(request.C_grid),
+        test_fraction=request.test_fraction,
+        null_quantile=request.null_quantile,
     )
     fitter = None
     if training == "paper":
@@ -357,20 +362,20 @@ def _mitigate(images: str | Path, downstream: str | Path, c: MitigationConfig) -
             down.labels,
             down.clean,
             len(down.classes),
-            epochs=c.epochs,
-            lr=c.lr,
-            num_workers=c.num_workers,
-            progress=c.progress,
+            epochs=request.epochs,
+            lr=request.lr,
+            num_workers=request.num_workers,
+            progress=request.progress,
         )
     t0 = time.perf_counter()
-    sweep = run_sweep(inputs, config, fitter=fitter, progress=c.progress)
+    sweep = run_sweep(inputs, config, fitter=fitter, progress=request.progress)
     timings["sweep"] = time.perf_counter() - t0
     timings.update({f"sweep_{k}": v for k, v in sweep.timings.items()})
     timings["total"] = time.perf_counter() - start
     run_config = {
-        "command": c.command,
-        "model": c.model,
-        "pretrained": c.pretrained,
+        "command": request.command,
+        "model": request.model,
+        "pretrained": request.pretrained,
         "images": str(images),
         "probe_images_used": len(acts.image_ids),
         "probe_images_skipped": acts.skipped,
@@ -379,21 +384,21 @@ def _mitigate(images: str | Path, downstream: str | Path, c: MitigationConfig) -
         "scenarios": scenarios,
         "scenario_definitions": [s.to_dict() for s in probe_sets],
         "null_scenario": null.name if null is not None else None,
-        "null_quantile": c.null_quantile,
+        "null_quantile": request.null_quantile,
         "ranking": ranking,
         "fractions": fractions,
-        "seeds": list(c.seeds),
-        "random_draws": c.random_draws,
-        "cv": c.cv,
-        "C": c.C,
-        "C_grid": list(c.C_grid),
-        "test_fraction": c.test_fraction,
+        "seeds": list(request.seeds),
+        "random_draws": request.random_draws,
+        "cv": request.cv,
+        "C": request.C,
+        "C_grid": list(request.C_grid),
+        "test_fraction": request.test_fraction,
         "training": training,
-        "epochs": c.epochs if training == "paper" else None,
-        "lr": c.lr if training == "paper" else None,
-        "probe_seed": c.probe_seed,
-        "limit": c.limit,
-        "limit_per_class": c.limit_per_class,
+        "epochs": request.epochs if training == "paper" else None,
+        "lr": request.lr if training == "paper" else None,
+        "probe_seed": request.probe_seed,
+        "limit": request.limit,
+        "limit_per_class": request.limit_per_class,
         "export_fraction": export_fraction,
         "device": str(loaded.device),
         "torch_threads": torch.get_num_threads(),
