@@ -297,7 +297,7 @@ def test_several_models_write_one_folder_each(image_dir, tmp_path):
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output
     for name in ("counting_net", "tiny_test_net"):
-        table = pd.read_parquet(tmp_path / "run" / name / "units.parquet")
+        table = pd.read_parquet(tmp_path / "run" / "models" / name / "units.parquet")
         assert set(table["model"]) == {name}
 
 

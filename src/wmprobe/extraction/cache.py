@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
+from wmprobe._util import atomic_write
 from wmprobe._version import __version__
 from wmprobe.errors import CacheError, InvalidArgumentError
 from wmprobe.extraction.file_hashes import FileHashes
@@ -122,12 +123,6 @@ def _io(method):
             raise CacheError(f"Cannot write the activation cache at {self.path}: {exc}") from exc
 
     return wrapper
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def crc32(values: np.ndarray) -> int:
@@ -358,7 +353,7 @@ class CacheEntry:
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "wmprobe_version": __version__,
         }
-        _atomic_write_text(self.path / "manifest.json", json.dumps(manifest, indent=1))
+        atomic_write(self.path / "manifest.json", json.dumps(manifest, indent=1))
 
     def _data_offset(self) -> int:
         if self._offset is None:
@@ -403,7 +398,7 @@ class CacheEntry:
             "texts": texts,
             "crc32": crc,
         }
-        _atomic_write_text(self.path / "chunks" / f"{index:06d}.json", json.dumps(record))
+        atomic_write(self.path / "chunks" / f"{index:06d}.json", json.dumps(record))
 
     def _ensure_values(self, n_units: int) -> None:
         path = self.path / "values.npy"
@@ -443,7 +438,7 @@ class CacheEntry:
         n_units = int(self.manifest()["n_units"])
         rows = {"ok": ok, "errors": errors, "texts": texts or None}
         text = json.dumps(rows)
-        _atomic_write_text(self.path / "rows.json", text)
+        atomic_write(self.path / "rows.json", text)
         self._write_manifest(
             complete=True,
             n_units=n_units,
