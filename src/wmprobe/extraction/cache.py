@@ -12,8 +12,8 @@ Layout (readable; every entry's key is spelled out in its ``manifest.json``)::
 The key holds everything the values depend on: the images (ids and the sha1 of their bytes), the
 model name and a checksum of its weights, the variant (``clean`` or a scenario: its spec hash and
 the seed), the layer, the reduction, the preprocessing (frame size, input size, mean, std, JPEG
-quality) and the dtype. The clean variant does not depend on the seed or the scenarios, so one
-clean entry serves every scenario and seed.
+quality), the dtype and the batch size (see :mod:`wmprobe.extraction.chunks`). The clean variant
+does not depend on the seed or the scenarios, so one clean entry serves every scenario and seed.
 
 Chunks of images are written with ``pwrite`` and then marked done by an atomic rename, so a killed
 run leaves only whole chunks behind and the next run computes the rest. A run holds a file lock
@@ -79,6 +79,7 @@ class EntryKey:
     images: str
     n_images: int
     dtype: str
+    batch_size: int = 16  # a frame's last bits depend on the batch it went through
     format: int = CACHE_FORMAT
 
     def as_dict(self) -> dict:

@@ -154,6 +154,14 @@ def load_model(
         raise WmprobeError(f"`arch` names the architecture of a ckpt: model, not of {name!r}.")
     else:
         spec = get_model_spec(name)
+    return load_spec(spec, pretrained=pretrained, device=device, allow_download=allow_download)
+
+
+def load_spec(
+    spec: ModelSpec, *, pretrained: bool = True, device: str = "auto", allow_download: bool = False
+) -> LoadedModel:
+    """Build the model ``spec`` describes, as :func:`load_model` does (a worker process of an
+    engine gets the spec itself, so it needs no registry entry)."""
     dev = resolve_device(device)
     if dev.type == "meta":
         with torch.device("meta"):
