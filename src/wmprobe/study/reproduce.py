@@ -27,11 +27,14 @@ from pathlib import Path
 from wmprobe._version import __version__
 from wmprobe.errors import ImageFolderError, WmprobeError
 from wmprobe.extraction.activations import LAYERS
+from wmprobe.extraction.cache import ActivationCache
+from wmprobe.extraction.engines import Engine
 from wmprobe.models import PAPER20
 from wmprobe.probes.artifacts import PAPER_SCENARIOS
 from wmprobe.probes.images import scan_folder
 from wmprobe.probes.scenario import Scenario
 from wmprobe.study.analysis import is_complete_run
+from wmprobe.study.spread import fill_cache
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +157,14 @@ def reproduce(
     command: str = "",
     report: bool = True,
     say: Callable[[str], None] | None = None,
+    engine: Engine | None = None,
 ) -> StudyResult:
     """Run the whole study: sheets, one audit per model (resumable), report, mitigation hook.
 
-    ``report=False`` leaves the report for a later ``wmprobe report OUT``. ``models`` and
-    ``scenarios`` default to the preset's (for ``paper``: its 20 models and four
+    ``report=False`` leaves the report for a later ``wmprobe report OUT``. With a remote
+    ``engine`` (Ray) every model's activations are computed at once on it first
+    (:func:`wmprobe.study.spread.fill_cache`), then each model is audited from the cache.
+    ``models`` and ``scenarios`` default to the preset's (for ``paper``: its 20 models and four
     scripts).
 
     Example:
@@ -203,17 +209,8 @@ def reproduce(
         manifest["mitigation"] = result.mitigation
         _write_json(out / "study.json", manifest)
 
-    save_manifest()
-    say(f"contact sheets of {', '.join(scenarios)} -> {out / 'sheets'}")
-    (out / "sheets").mkdir(exist_ok=True)
-    for scenario in scenarios:
-        fig, data = scenario_sheet(image_set.records, scenario, seed=seed, n=12)
-        fig.savefig(out / "sheets" / f"{scenario}.png", dpi=100)
-        data.to_csv(out / "sheets" / f"{scenario}.csv", index=False)
-
-    for i, model in enumerate(models, start=1):
-        folder = out / "models" / model
-        wanted = {
+    def _wanted(model: str) -> dict:
+        return {
             "model": model,
             "scenarios": list(scenarios),
             "layers": list(spec.layers),
@@ -222,7 +219,33 @@ def reproduce(
             "images": str(image_set.root),
             "keep_watermarked": False,
         }
-        why = _reusable(folder, wanted)
+
+    save_manifest()
+    say(f"contact sheets of {', '.join(scenarios)} -> {out / 'sheets'}")
+    (out / "sheets").mkdir(exist_ok=True)
+    for scenario in scenarios:
+        fig, data = scenario_sheet(image_set.records, scenario, seed=seed, n=12)
+        fig.savefig(out / "sheets" / f"{scenario}.png", dpi=100)
+        data.to_csv(out / "sheets" / f"{scenario}.csv", index=False)
+
+    if engine is not None and engine.remote:
+        todo = [m for m in models if _reusable(out / "models" / m, _wanted(m)) is not None]
+        fill_cache(
+            image_set,
+            todo,
+            scenarios,
+            spec.layers,
+            engine=engine,
+            cache=ActivationCache(),
+            seed=seed,
+            batch_size=batch_size,
+            allow_download=allow_download,
+            progress=progress,
+            say=say,
+        )
+    for i, model in enumerate(models, start=1):
+        folder = out / "models" / model
+        why = _reusable(folder, _wanted(model))
         if why is None:
             say(f"[{i}/{len(models)}] {model}: finished run folder found, not audited again")
             result.statuses[model] = ModelStatus("resumed")
@@ -245,6 +268,7 @@ def reproduce(
                 batch_size=batch_size,
                 num_workers=num_workers,
                 progress=progress,
+                engine=engine,
             )
         except WmprobeError as exc:  # weights missing, unknown model, no such layer: per model
             say(f"[{i}/{len(models)}] {model}: skipped: {exc}")
