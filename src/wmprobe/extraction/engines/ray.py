@@ -134,6 +134,7 @@ class RayEngine(Engine):
         self._started = False
         self._actors: list[Any] = []
         self._held: dict[int, str | None] = {}
+        self._pid_refs: list[Any] = []
         if self.ray.is_initialized():
             return  # the caller's own Ray session: used, and left running
         if self.address is None:
@@ -212,10 +213,22 @@ class RayEngine(Engine):
                 f"(at least {self.cpus_per_worker}) to spare for a worker."
             )
         self._held = {i: None for i in range(len(self._actors))}
+        self._pid_refs = [a.pid.remote() for a in self._actors]
 
-    def worker_pids(self) -> list[int]:
-        """Process ids of the pool's actors (for tests that kill one)."""
-        return self.ray.get([a.pid.remote() for a in self._actors])
+    def alive_nodes(self) -> list[dict]:
+        """The cluster's live nodes, as ``ray.nodes()`` describes them."""
+        return self._nodes()
+
+    def started_workers(self) -> list[Any]:
+        """The pool's actors (empty until the first task is handed out)."""
+        return list(self._actors)
+
+    def worker_pids(self, *, fresh: bool = False) -> list[int]:
+        """Process ids of the pool's actors when they started (``fresh``: now, once their
+        queued tasks are done)."""
+        if fresh:
+            return self.ray.get([a.pid.remote() for a in self._actors])
+        return self.ray.get(list(self._pid_refs))
 
     def map_jobs(
         self, work: Sequence[tuple[Job, Sequence[Any]]], *, progress: bool = False, desc: str = ""
@@ -283,7 +296,7 @@ class RayEngine(Engine):
         for actor in self._actors:
             with contextlib.suppress(Exception):  # an actor already gone is what we want
                 self.ray.kill(actor)
-        self._actors, self._held = [], {}
+        self._actors, self._held, self._pid_refs = [], {}, []
         if self._started and self.ray.is_initialized():
             self.ray.shutdown()
             self._started = False
