@@ -8,10 +8,12 @@ process groups of the ``ray start --block`` nodes it launched for the two-node c
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -133,13 +135,9 @@ def test_a_two_node_cluster_gives_the_local_engines_units_csv(
     paths = [str(REPO / "src"), str(REPO), os.environ.get("PYTHONPATH", "")]
     env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=os.pathsep.join(paths))
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    temp = tempfile.mkdtemp(prefix="wmray", dir="/tmp")  # Ray's socket paths must be short
     head = _ray_start(
-        [
-            "--head",
-            f"--port={port}",
-            "--include-dashboard=false",
-            f"--temp-dir={tmp_path / 'head'}",
-        ],
+        ["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}"],
         env,
         tmp_path / "head.log",
     )
@@ -151,7 +149,8 @@ def test_a_two_node_cluster_gives_the_local_engines_units_csv(
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                assert time.time() < deadline, (tmp_path / "head.log").read_text()
+                alive = head.poll() is None and time.time() < deadline
+                assert alive, (tmp_path / "head.log").read_text()
                 time.sleep(0.5)
         second = _ray_start([f"--address=127.0.0.1:{port}"], env, tmp_path / "second.log")
         with RayEngine(f"127.0.0.1:{port}") as engine:
@@ -165,4 +164,5 @@ def test_a_two_node_cluster_gives_the_local_engines_units_csv(
         for proc in (second, head):
             if proc is not None:
                 _stop(proc)
+        shutil.rmtree(temp, ignore_errors=True)
     assert tables == local_tables
