@@ -105,6 +105,30 @@ def _check_reachable(address: str) -> None:
         ) from exc
 
 
+def plan_pool(
+    nodes: Sequence[dict], cpus_per_worker: int = 1, *, gpu: bool = True
+) -> list[tuple[str, WorkerResources]]:
+    """The actors to start: ``(node id, resources)`` for each, from ``ray.nodes()`` entries.
+
+    A node with GPUs (and ``gpu``) gets one actor per GPU, sharing the node's spare CPUs; another
+    node one actor per ``cpus_per_worker`` spare CPUs. Spare: all CPUs but one (Ray, the object
+    store and the driver need some), all of them on a 1-CPU node.
+    """
+    out = []
+    for node in nodes:
+        cpus = int(node["Resources"].get("CPU", 0))
+        gpus = int(node["Resources"].get("GPU", 0)) if gpu else 0
+        spare = cpus - 1 if cpus > 1 else cpus
+        if gpus:
+            per_gpu = max(1, spare // gpus)
+            slots = [WorkerResources(per_gpu, 1, "cuda", 0)] * gpus
+        else:
+            count = spare // cpus_per_worker
+            slots = [WorkerResources(cpus_per_worker, 0, "cpu", 0)] * count
+        out += [(node["NodeID"], r) for r in slots]
+    return out
+
+
 class RayEngine(Engine):
     """Chunks on a Ray cluster (see the module docstring).
 
@@ -175,45 +199,29 @@ class RayEngine(Engine):
         return "cuda" if any(n["Resources"].get("GPU", 0) for n in self._nodes()) else "cpu"
 
     def _pool(self, gpu: bool) -> None:
-        """Start the actors, pinned (softly) to nodes so that no node gives every CPU."""
+        """Start the actors, pinned (softly) to their nodes (see :func:`plan_pool`)."""
         if self._actors:
             return
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         worker_class = self.ray.remote(_Worker)
-        for node in self._nodes():
-            cpus = int(node["Resources"].get("CPU", 0))
-            gpus = int(node["Resources"].get("GPU", 0)) if gpu else 0
-            spare = cpus - 1 if cpus > 1 else cpus  # one CPU for Ray, except on 1-CPU nodes
-            if gpus:
-                per = max(1, spare // gpus) if spare else 0
-                slots = [(per, 1)] * gpus
-            else:
-                slots = [(self.cpus_per_worker, 0)] * (spare // self.cpus_per_worker)
-            for cpu, gpu_count in slots:
-                if self.max_workers is not None and len(self._actors) >= self.max_workers:
-                    break
-                resources = WorkerResources(
-                    cpus=max(cpu, 1),
-                    gpus=gpu_count,
-                    device="cuda" if gpu_count else "cpu",
-                    loader_workers=0,
-                )
-                actor = worker_class.options(
-                    num_cpus=cpu,
-                    num_gpus=gpu_count,
-                    max_restarts=MAX_RESTARTS,
-                    max_task_retries=MAX_RESTARTS,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
-                ).remote(resources)
-                self._actors.append(actor)
-        if not self._actors:
+        slots = plan_pool(self._nodes(), self.cpus_per_worker, gpu=gpu)[: self.max_workers]
+        if not slots:
             raise RayUnavailableError(
-                f"The Ray cluster at {self.address or 'this machine'} has no node with a CPU "
-                f"(at least {self.cpus_per_worker}) to spare for a worker."
+                f"The Ray cluster at {self.address or 'this machine'} has no node with "
+                f"{self.cpus_per_worker} CPU(s) to spare for a worker."
             )
+        for node_id, resources in slots:
+            actor = worker_class.options(
+                num_cpus=resources.cpus,
+                num_gpus=resources.gpus,
+                max_restarts=MAX_RESTARTS,
+                max_task_retries=MAX_RESTARTS,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True),
+            ).remote(resources)
+            self._actors.append(actor)
+            self._pid_refs.append(actor.pid.remote())
         self._held = {i: None for i in range(len(self._actors))}
-        self._pid_refs = [a.pid.remote() for a in self._actors]
 
     def alive_nodes(self) -> list[dict]:
         """The cluster's live nodes, as ``ray.nodes()`` describes them."""
