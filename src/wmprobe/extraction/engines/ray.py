@@ -28,6 +28,7 @@ import contextlib
 import os
 import socket
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -81,7 +82,7 @@ class _Worker:
         return os.getpid()
 
 
-def _driver_path() -> str:
+def driver_path() -> str:
     """The driver's import path, absolute: workers on this machine import the same code."""
     dirs = [os.path.abspath(p or ".") for p in sys.path]
     return os.pathsep.join(dict.fromkeys(d for d in dirs if os.path.isdir(d)))
@@ -176,7 +177,7 @@ class RayEngine(Engine):
             include_dashboard=False,
             log_to_driver=False,
             _node_ip_address="127.0.0.1",
-            runtime_env={"env_vars": {"PYTHONPATH": _driver_path()}},
+            runtime_env={"env_vars": {"PYTHONPATH": driver_path()}},
         )
         self._started = True
 
@@ -222,6 +223,17 @@ class RayEngine(Engine):
             self._actors.append(actor)
             self._pid_refs.append(actor.pid.remote())
         self._held = {i: None for i in range(len(self._actors))}
+
+    def wait_for_nodes(self, count: int, timeout: float = 300) -> None:
+        """Wait until the cluster has ``count`` live nodes (a cluster that is still starting)."""
+        deadline = time.time() + timeout
+        while len(self._nodes()) < count:
+            if time.time() > deadline:
+                raise RayUnavailableError(
+                    f"The Ray cluster at {self.address} has {len(self._nodes())} live nodes "
+                    f"after {timeout:.0f} s, not {count}."
+                )
+            time.sleep(0.5)
 
     def alive_nodes(self) -> list[dict]:
         """The cluster's live nodes, as ``ray.nodes()`` describes them."""
