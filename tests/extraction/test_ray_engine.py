@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray engine's tests need the wmprobe[ray] extra")
 
+import tests._counting  # noqa: E402, F401 - registers counting_net (it can sleep per batch)
 from wmprobe.auditing.run import audit  # noqa: E402
 from wmprobe.extraction.cache import ActivationCache  # noqa: E402
 from wmprobe.extraction.engines.cluster import LocalCluster, free_port  # noqa: E402
@@ -61,8 +64,6 @@ def test_local_ray_gives_the_local_engines_units_csv(image_dir, tmp_path, local_
 def test_a_worker_killed_mid_run_is_retried_to_the_same_tables(
     image_dir, tmp_path, monkeypatch, local_tables
 ):
-    import tests._counting  # noqa: F401 - registers counting_net (it can sleep per batch)
-
     local = _units_csv(image_dir, tmp_path / "local", model="counting_net")
     monkeypatch.setenv("WMPROBE_TEST_DELAY", "0.4")  # workers inherit it: a run of ~5 s
     killed: list[int] = []
@@ -100,3 +101,44 @@ def test_a_two_node_cluster_gives_the_local_engines_units_csv(image_dir, tmp_pat
             assert len(engine.started_workers()) == 2  # one per 1-CPU node
         assert not ray.is_initialized()
     assert tables == local_tables
+
+
+_CHILD = """
+import sys
+import tests._counting
+from wmprobe.auditing.run import audit
+from wmprobe.extraction.cache import ActivationCache
+from wmprobe.extraction.engines.ray import RayEngine
+with RayEngine(num_cpus=2, object_store_memory={store}) as engine:
+    result = audit({images!r}, model="counting_net", scenarios=["chinese", "null"],
+                   layers=["logits", "features"], batch_size=2, progress=False,
+                   cache=ActivationCache({cache!r}, chunk_size=4), engine=engine)
+result.save({out!r})
+print("frames", result.activations.frames_computed)
+"""
+
+
+def test_ctrl_c_stops_the_ray_run_and_the_rerun_resumes_from_the_cache(image_dir, tmp_path):
+    local = _units_csv(image_dir, tmp_path / "local", model="counting_net")
+    cache = tmp_path / "cache"
+    code = _CHILD.format(store=STORE, images=str(image_dir), cache=str(cache), out=str(tmp_path))
+    env = dict(os.environ, WMPROBE_TEST_DELAY="0.4")
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 300
+    while not list(cache.glob("activations/*/*/*/*/chunks/*.json")):  # a chunk is stored
+        assert child.poll() is None and time.time() < deadline, child.communicate()
+        time.sleep(0.2)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode != 0 and b"KeyboardInterrupt" in err
+    assert not (tmp_path / "units.csv").exists()
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    frames = int(done.stdout.split("frames")[-1])
+    assert 0 < frames < 12 * 3  # only the chunks the first run did not finish
+    assert (tmp_path / "units.csv").read_bytes() == local
