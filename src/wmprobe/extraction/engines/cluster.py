@@ -43,7 +43,7 @@ class LocalCluster:
         self._temp = ""
 
     def _start(self, args: list[str], log: str) -> subprocess.Popen:
-        env = dict(os.environ, RAY_AUTH_MODE="disabled", PYTHONPATH=driver_path())
+        env = dict(os.environ, PYTHONPATH=driver_path())
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("ray")), "start", "--block",
              f"--num-cpus={self.cpus}", f"--object-store-memory={self.store}",
@@ -61,7 +61,6 @@ class LocalCluster:
             return f.read()[-2000:]
 
     def __enter__(self) -> LocalCluster:
-        os.environ["RAY_AUTH_MODE"] = "disabled"  # the driver joins a cluster without tokens
         self._temp = tempfile.mkdtemp(prefix="wmray", dir="/tmp")  # socket paths must be short
         try:
             head = self._start(
