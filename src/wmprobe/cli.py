@@ -50,6 +50,35 @@ WORKERS_OPTION = click.option(
 QUIET_OPTION = click.option("--quiet", is_flag=True, help="No progress bars.")
 
 
+def ENGINE_OPTIONS(func):  # noqa: N802 - used like the option constants above
+    """``--engine local|ray`` and ``--ray-address``."""
+    func = click.option(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to use with --engine ray (host:port, auto, ray://...; default: "
+        "$RAY_ADDRESS, else a Ray instance started here for the run).",
+    )(func)
+    return click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Where activations are computed: here, or on a Ray cluster (pip install "
+        "'wmprobe[ray]').",
+    )(func)
+
+
+def _engine(name: str, address: str | None, threads: int | None, workers: int | None):
+    """The engine the options ask for; what it starts is stopped when the command ends."""
+    from wmprobe.extraction.engines import get_engine
+
+    if name != "ray" and address is not None:
+        raise click.UsageError("--ray-address needs --engine ray.")
+    engine = get_engine(name, address=address, threads=threads, loader_workers=workers)
+    click.get_current_context().call_on_close(engine.close)
+    return engine
+
+
 def _friendly(func):
     """Turn wmprobe's named errors into a one-line message and exit status 1, never a traceback."""
 
@@ -199,6 +228,7 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="torch intra-op threads during extraction (default: torch's).",
 )
+@ENGINE_OPTIONS
 @QUIET_OPTION
 @_friendly
 def audit(
@@ -224,6 +254,8 @@ def audit(
     arch,
     unsafe_load,
     threads,
+    engine,
+    ray_address,
     quiet,
 ) -> None:
     """Measure how well each unit of a model tells clean from watermarked images.
@@ -287,6 +319,7 @@ def audit(
         arch=arch,
         unsafe_load=unsafe_load,
         threads=threads,
+        engine=_engine(engine, ray_address, threads, workers),
     )
     tripped = []
 
@@ -424,6 +457,7 @@ def report(run_dir, out, top_k, screenshot) -> None:
 @DEVICE_OPTION
 @BATCH_SIZE_OPTION
 @WORKERS_OPTION
+@ENGINE_OPTIONS
 @QUIET_OPTION
 @_friendly
 def reproduce(
@@ -439,6 +473,8 @@ def reproduce(
     device,
     batch_size,
     workers,
+    engine,
+    ray_address,
     quiet,
 ) -> None:
     """Run the whole study: contact sheets, an audit of every model, analysis and the report.
@@ -470,6 +506,7 @@ def reproduce(
         progress=not quiet,
         command=_command_line(),
         say=click.echo,
+        engine=_engine(engine, ray_address, None, workers),
     )
     click.echo("")
     for model, status in result.statuses.items():

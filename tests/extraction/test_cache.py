@@ -220,6 +220,7 @@ def test_clean_entry_is_shared_by_a_new_scenario(records, tmp_path):
         records,
         [Scenario.preset("latin"), Scenario.preset("hindi")],
         layers=["logits"],
+        batch_size=2,  # as _extract: the batch size is in the key
         num_workers=0,
         progress=False,
         cache=cache,

@@ -152,9 +152,24 @@ def audit_many(
         "jpeg_quality": asked["jpeg_quality"],
     }  # as the audit's run.json will record them
     todo = [m for m in models if m not in unavailable]
+    reasons = {
+        name: runfolder.reusable(runfolder.model_folder(out, name), {**wanted, "model": name})
+        if resume
+        else "asked anew"
+        for name in todo
+    }
+    _spread(
+        image_set,
+        [m for m in todo if reasons[m] is not None],
+        probe_sets,
+        asked,
+        say=say,
+        pretrained=pretrained,
+        allow_download=allow_download,
+    )
     for i, name in enumerate(todo, start=1):
         folder = runfolder.model_folder(out, name)
-        why = runfolder.reusable(folder, {**wanted, "model": name}) if resume else "asked anew"
+        why = reasons[name]
         if why is None:
             say(f"[{i}/{len(todo)}] {name}: finished run folder found, not audited again")
             statuses[name] = ModelStatus("resumed")
@@ -187,6 +202,37 @@ def audit_many(
             on_result(name, result)
         del result
     return statuses
+
+
+def _spread(image_set, models, probe_sets, asked, *, say, pretrained, allow_download) -> None:
+    """On a remote engine (Ray), every model's chunks at once first, into the cache the audits
+    then read (:func:`~wmprobe.extraction.spread.fill_cache`); locally nothing to do."""
+    engine = asked.get("engine")
+    cache = asked.get("cache", True)
+    if engine is None or not engine.remote or not models or cache in (False, None):
+        return
+    from wmprobe.extraction.cache import ActivationCache
+    from wmprobe.extraction.spread import fill_cache
+
+    if not isinstance(cache, ActivationCache):
+        cache = ActivationCache() if cache is True else ActivationCache(cache)
+    fill_cache(
+        image_set,
+        models,
+        probe_sets,
+        asked["layers"],
+        engine=engine,
+        cache=cache,
+        seed=asked["seed"],
+        batch_size=asked.get("batch_size", 16),
+        reduction=asked["reduction"],
+        dtype=asked.get("dtype", "float32"),
+        jpeg_quality=asked["jpeg_quality"],
+        pretrained=pretrained,
+        allow_download=allow_download,
+        progress=asked.get("progress", True),
+        say=say,
+    )
 
 
 def _json(data: dict[str, Any]) -> str:

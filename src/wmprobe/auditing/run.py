@@ -17,6 +17,7 @@ from wmprobe.constants import DEFAULT_LAYERS, THRESHOLDS
 from wmprobe.errors import ImageFolderError, InvalidArgumentError, RunFolderError
 from wmprobe.extraction.activations import Activations, extract, require_readable
 from wmprobe.extraction.cache import ActivationCache
+from wmprobe.extraction.engines import Engine
 from wmprobe.models import load_model
 from wmprobe.probes.artifacts import PAPER_SCENARIOS
 from wmprobe.probes.folder import FolderScenario
@@ -211,13 +212,15 @@ def audit(
     arch: str | None = None,
     unsafe_load: bool = False,
     threads: int | None = None,
+    engine: Engine | None = None,
 ) -> AuditResult:
     """Audit one model: how well each of its units tells clean images from watermarked ones.
 
     ``layers`` are ``logits``, ``features``, ``blocks`` or module paths (``wmprobe layers``).
     ``cache``: True uses the default cache folder (``$WMPROBE_CACHE`` or ``~/.cache/wmprobe``),
     a path or an :class:`~wmprobe.extraction.cache.ActivationCache` that one, False none.
-    ``arch`` and ``unsafe_load`` apply to ``ckpt:`` models. See
+    ``arch`` and ``unsafe_load`` apply to ``ckpt:`` models. ``engine``: where the activations are
+    computed (:func:`wmprobe.extraction.engines.get_engine`; None: here). See
     :func:`~wmprobe.extraction.activations.extract` for the rest. ``scenarios`` are names that
     :func:`wmprobe.probes.scenario.resolve_scenarios` understands
     (presets with modifiers, ``FILE.toml``, ``folder:PATH``) or :class:`Scenario` objects. With
@@ -268,6 +271,7 @@ def audit(
         dtype=dtype,
         jpeg_quality=jpeg_quality,
         threads=threads,
+        engine=engine,
     )
     require_readable(acts, len(image_set))
     config = {
@@ -283,7 +287,8 @@ def audit(
         "seed": seed,
         "limit": limit,
         "keep_watermarked": keep_watermarked,
-        "device": str(loaded.device),
+        "device": engine.device(device) if engine and engine.remote else str(loaded.device),
+        "engine": "local" if engine is None else engine.name,
         "reduction": reduction,
         "dtype": dtype,
         "cache": str(store.root) if store is not None else None,

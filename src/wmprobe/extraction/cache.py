@@ -16,7 +16,8 @@ The key holds everything the values depend on: the images (ids and the sha1 of t
 model name, a checksum of its weights and one of its code (see
 :meth:`~wmprobe.models.loaded.LoadedModel.code_hash`), the device type and autocast dtype, the
 variant (``clean`` or a scenario: its spec hash and the seed), the layer, the reduction, the
-preprocessing (frame size, input size, mean, std, JPEG quality) and the dtype. The clean variant
+preprocessing (frame size, input size, mean, std, JPEG quality), the dtype and the batch size (see
+:mod:`wmprobe.extraction.chunks`). The clean variant
 does not depend on the seed or the scenarios, so one clean entry serves every scenario and seed.
 
 Chunks of images are written with ``pwrite`` and then marked done by an atomic rename, so a killed
@@ -95,6 +96,7 @@ class EntryKey:
     images: str
     n_images: int
     dtype: str
+    batch_size: int = 16  # a frame's last bits depend on the batch it went through
     format: int = CACHE_FORMAT
 
     def as_dict(self) -> dict:

@@ -30,6 +30,7 @@ from wmprobe.auditing.many import ModelStatus, audit_many
 from wmprobe.constants import DEFAULT_LAYERS
 from wmprobe.errors import ImageFolderError, InvalidArgumentError, WmprobeError
 from wmprobe.extraction.cache import slug
+from wmprobe.extraction.engines import Engine
 from wmprobe.models import PAPER20
 from wmprobe.probes.artifacts import PAPER_SCENARIOS
 from wmprobe.probes.images import scan_folder
@@ -131,13 +132,16 @@ def reproduce(
     command: str = "",
     report: bool = True,
     say: Callable[[str], None] | None = None,
+    engine: Engine | None = None,
 ) -> StudyResult:
     """Run the whole study: sheets, one audit per model (resumable), report, mitigation hook.
 
     ``report=False`` leaves the report for a later ``wmprobe report OUT``. ``models`` and
     ``scenarios`` default to the preset's (for ``paper``: its 20 models and four scripts);
     ``scenarios`` takes whatever ``wmprobe audit --scenarios`` takes (presets with modifiers,
-    spec files, probe folders). The models go through :func:`wmprobe.auditing.many.audit_many`.
+    spec files, probe folders). The models go through :func:`wmprobe.auditing.many.audit_many`;
+    with a remote ``engine`` (Ray) every model's activations are computed at once on it first
+    (:func:`wmprobe.extraction.spread.fill_cache`), then each model is audited from the cache.
 
     Example:
         >>> reproduce("../shared/data/imagenet-samples", "STUDY", models=["efficientnet_lite0"],
@@ -202,6 +206,7 @@ def reproduce(
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
+        engine=engine,
     )
     manifest["statuses"] = {m: asdict(s) for m, s in result.statuses.items()}
 
