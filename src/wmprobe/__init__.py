@@ -3,7 +3,8 @@
 The top level holds the verbs and their result types; everything else is imported from its
 stage's subpackage (``wmprobe.probes``, ``wmprobe.models``, ``wmprobe.extraction``,
 ``wmprobe.stats``, ``wmprobe.auditing``, ``wmprobe.study``, ``wmprobe.reporting``,
-``wmprobe.mitigation``). Names load on first use, so ``import wmprobe`` imports no torch.
+``wmprobe.mitigation``, ``wmprobe.scanning``). Names load on first use, so ``import wmprobe``
+imports no torch.
 
 Example:
     >>> import wmprobe
@@ -36,6 +37,9 @@ _LAZY = {
     "Report": "wmprobe.reporting.build",
     "Study": "wmprobe.study.analysis",
     "load_study": "wmprobe.study.analysis",
+    "scan": "wmprobe.scanning.run",
+    "ScanResult": "wmprobe.scanning.run",
+    "load_detector": "wmprobe.scanning.detector",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +48,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from wmprobe.probes.generate import GeneratedSet, generate
     from wmprobe.reporting.build import Report, build_report
     from wmprobe.reporting.build import build_report as report
+    from wmprobe.scanning.detector import load_detector
+    from wmprobe.scanning.run import ScanResult, scan
     from wmprobe.study.analysis import Study, load_study
     from wmprobe.study.reproduce import StudyResult, reproduce
 
@@ -52,6 +58,7 @@ __all__ = [
     "GeneratedSet",
     "MitigationRun",
     "Report",
+    "ScanResult",
     "Study",
     "StudyResult",
     "WmprobeError",
@@ -59,10 +66,12 @@ __all__ = [
     "audit",
     "build_report",
     "generate",
+    "load_detector",
     "load_study",
     "mitigate",
     "report",
     "reproduce",
+    "scan",
 ]
 
 
