@@ -31,7 +31,7 @@ def train_map_head(
     seed: int = 0,
     progress: bool = False,
 ) -> MapHead:
-    """A :class:`MapHead` fitted on pairs from :func:`~wmprobe.scanning.feature_cache.pair_features`.
+    """A :class:`MapHead` fitted on pairs from :func:`wmprobe.scanning.feature_cache.pair_features`.
 
     Clean sides and hard negatives have no positive location; a marked side's positive locations
     are the cells whose pixels it changed (``CELL_SHARE`` or more).
