@@ -192,6 +192,12 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="torch intra-op threads during extraction (default: torch's).",
 )
+@click.option(
+    "--check-baseline",
+    is_flag=True,
+    help="First scan the baseline images for marks (wmprobe scan, packaged detector); the "
+    "summary lists those flagged.",
+)
 @QUIET_OPTION
 @_friendly
 def audit(
@@ -217,6 +223,7 @@ def audit(
     arch,
     unsafe_load,
     threads,
+    check_baseline,
     quiet,
 ) -> None:
     """Measure how well each unit of a model tells clean from watermarked images.
@@ -254,6 +261,7 @@ def audit(
             )
     cache = False if no_cache else ActivationCache(cache_dir)
     tripped = False
+    baseline_lines = _check_baseline(images, out, limit, keep_watermarked) if check_baseline else []
     for name in names:
         result = run_audit(
             images,
@@ -278,6 +286,8 @@ def audit(
             threads=threads,
         )
         result.config["command"] = _command_line()
+        if baseline_lines:
+            result.config["baseline_check"] = baseline_lines
         paths = result.save(out if len(names) == 1 else out / slug(name))
         click.echo(result.summary())
         click.echo(f"\nwrote {', '.join(str(p) for p in paths.values())}")
@@ -289,6 +299,16 @@ def audit(
     if tripped:
         click.echo("audit gate tripped (--fail-if)", err=True)
         sys.exit(3)
+
+
+def _check_baseline(images: Path, out: Path, limit, keep_watermarked) -> list[str]:
+    """``audit --check-baseline``: scan the audit's own images into OUT/baseline_scan."""
+    from wmprobe.probes.images import scan_folder
+    from wmprobe.scanning.baseline import check_baseline
+
+    records = scan_folder(images, keep_watermarked=keep_watermarked, limit=limit).records
+    check = check_baseline(images, out / "baseline_scan", paths=[str(r.path) for r in records])
+    return check.lines()
 
 
 @main.command()

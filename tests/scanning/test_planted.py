@@ -82,3 +82,34 @@ def test_resumed_scan_gives_identical_scores(
     assert meta["computed_now"] == len(whole) - 16  # two chunks came from the cache
     pd.testing.assert_frame_equal(resumed.table, whole)
     assert np.array_equal(resumed.table["score"].to_numpy(), whole["score"].to_numpy())
+
+
+def test_check_baseline_lists_flagged_images(planted_folders, planted_detector, tmp_path):
+    from wmprobe.scanning.baseline import check_baseline
+
+    _, test, _ = planted_folders
+    _, path = planted_detector
+    check = check_baseline(test, tmp_path / "b", detector=path, fpr=0.1, device="cpu")
+    lines = check.lines()
+    assert check.scored == 40 and f"{len(check.flagged)} of 40 baseline images" in lines[0]
+    assert all(line.strip().startswith("sub/t") for line in lines[1:])
+    # the marked test images are the odd ones
+    assert sum(int(p[5:8]) % 2 for p in check.flagged) >= 0.8 * len(check.flagged)
+
+
+def test_cli_scan_with_labels(planted_folders, planted_detector, tmp_path):
+    from click.testing import CliRunner
+
+    from wmprobe.cli import main
+
+    _, test, labels = planted_folders
+    _, path = planted_detector
+    args = ["scan", "--images", str(test), "--out", str(tmp_path / "s"), "--detector", str(path),
+            "--fpr", "0.1", "--labels", str(labels), "--device", "cpu", "--quiet", "--top", "4"]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "evaluation on 40 labelled images (20 marked): AUROC" in result.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,label\nsub/t000.png,yes\n")
+    result = CliRunner().invoke(main, [*args[:9], "--labels", str(bad), "--device", "cpu"])
+    assert result.exit_code == 1 and "unknown label(s) (line 2: 'yes')" in result.output

@@ -111,13 +111,15 @@ def scan(
     device: str = "auto",
     labels: str | Path | None = None,
     limit: int | None = None,
+    paths: Iterable[str] | None = None,
     progress: bool = False,
 ) -> ScanResult:
     """Rank the images under ``images`` and write the scan folder ``out``.
 
     Writes ``scores.parquet`` and ``scores.csv`` (image_id, path, score, rank, flagged, region,
     family, box), ``flagged.txt``, ``skipped.csv``, ``contact_sheet.png`` (the top ``top``),
-    ``index.html`` and ``scan.json``; with ``labels`` also ``evaluation.json``.
+    ``index.html`` and ``scan.json``; with ``labels`` also ``evaluation.json``. ``paths`` scans
+    those files (under ``images``) instead of the whole folder.
 
     Example:
         >>> result = wmprobe.scan("photos/", "SCAN")  # doctest: +SKIP
@@ -147,7 +149,7 @@ def scan(
     tap = FeatureTap(det.model, det.layer, device=device)
     started = time.perf_counter()
     parts, bad_rows, computed = [], [], 0
-    stream = iter_images(root)
+    stream = iter_images(root) if paths is None else (str(p) for p in paths)
     if limit is not None:
         stream = islice(stream, limit)
     with ThreadPoolExecutor(1) as pool, inference_scope() as scope:
