@@ -104,8 +104,9 @@ def test_cli_scan_with_labels(planted_folders, planted_detector, tmp_path):
 
     _, test, labels = planted_folders
     _, path = planted_detector
-    args = ["scan", "--images", str(test), "--out", str(tmp_path / "s"), "--detector", str(path),
-            "--fpr", "0.1", "--labels", str(labels), "--device", "cpu", "--quiet", "--top", "4"]  # fmt: skip
+    args = ["scan", "--images", str(test), "--out", str(tmp_path / "s")]
+    args += ["--detector", str(path), "--fpr", "0.1"]
+    args += ["--labels", str(labels), "--device", "cpu", "--quiet", "--top", "4"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "evaluation on 40 labelled images (20 marked): AUROC" in result.output
