@@ -4,8 +4,8 @@ The top level holds the verbs (``audit``, ``generate``, ``mitigate``, ``reproduc
 ``report``), their result types, ``WmprobeError`` and ``__version__``; everything else is imported
 from its stage's subpackage (``wmprobe.probes``, ``wmprobe.models``, ``wmprobe.extraction``,
 ``wmprobe.stats``, ``wmprobe.auditing``, ``wmprobe.study``, ``wmprobe.reporting``,
-``wmprobe.mitigation``), shared names from ``wmprobe.constants`` and errors from
-``wmprobe.errors``. Names load on first use, so ``import wmprobe`` imports no torch.
+``wmprobe.mitigation``, ``wmprobe.scanning``), shared names from ``wmprobe.constants`` and
+errors from ``wmprobe.errors``. Names load on first use, so ``import wmprobe`` imports no torch.
 
 Example:
     >>> import wmprobe
@@ -38,6 +38,9 @@ _LAZY = {
     "StudyResult": "wmprobe.study.reproduce",
     "report": "wmprobe.reporting.build",
     "Report": "wmprobe.reporting.build",
+    "scan": "wmprobe.scanning.run",
+    "ScanResult": "wmprobe.scanning.run",
+    "load_detector": "wmprobe.scanning.detector",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,6 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from wmprobe.probes.generate import GeneratedSet, generate
     from wmprobe.reporting.build import Report
     from wmprobe.reporting.build import build_report as report
+    from wmprobe.scanning.detector import load_detector
+    from wmprobe.scanning.run import ScanResult, scan
     from wmprobe.study.reproduce import StudyResult, reproduce
 
 __all__ = [
@@ -53,14 +58,17 @@ __all__ = [
     "GeneratedSet",
     "MitigationRun",
     "Report",
+    "ScanResult",
     "StudyResult",
     "WmprobeError",
     "__version__",
     "audit",
     "generate",
+    "load_detector",
     "mitigate",
     "report",
     "reproduce",
+    "scan",
 ]
 
 
