@@ -967,7 +967,12 @@ def scan(
 
 @main.group()
 def detector() -> None:
-    """Mark detectors for `wmprobe scan`: train one on synthetic marks over your images."""
+    """Mark detectors for `wmprobe scan`: train one on synthetic marks over your images.
+
+    Example:
+
+        wmprobe detector train --images ../shared/data/caltech-101 --out my_detector.pt
+    """
 
 
 @detector.command("train")
