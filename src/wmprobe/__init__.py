@@ -3,7 +3,8 @@
 The top level holds the verbs and their result types; everything else is imported from its
 stage's subpackage (``wmprobe.probes``, ``wmprobe.models``, ``wmprobe.extraction``,
 ``wmprobe.stats``, ``wmprobe.auditing``, ``wmprobe.study``, ``wmprobe.reporting``,
-``wmprobe.mitigation``). Names load on first use, so ``import wmprobe`` imports no torch.
+``wmprobe.mitigation``, ``wmprobe.attribution``). Names load on first use, so
+``import wmprobe`` imports no torch.
 
 Example:
     >>> import wmprobe
@@ -25,6 +26,8 @@ from wmprobe.errors import WmprobeError
 _LAZY = {
     "audit": "wmprobe.auditing.run",
     "AuditResult": "wmprobe.auditing.run",
+    "explain": "wmprobe.attribution.pipeline",
+    "Explanation": "wmprobe.attribution.pipeline",
     "generate": "wmprobe.probes.generate",
     "GeneratedSet": "wmprobe.probes.generate",
     "mitigate": "wmprobe.mitigation.pipeline",
@@ -39,6 +42,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from wmprobe.attribution.pipeline import Explanation, explain
     from wmprobe.auditing.run import AuditResult, audit
     from wmprobe.mitigation.pipeline import MitigationRun, mitigate
     from wmprobe.probes.generate import GeneratedSet, generate
@@ -49,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "AuditResult",
+    "Explanation",
     "GeneratedSet",
     "MitigationRun",
     "Report",
@@ -58,6 +63,7 @@ __all__ = [
     "__version__",
     "audit",
     "build_report",
+    "explain",
     "generate",
     "load_study",
     "mitigate",
