@@ -9,6 +9,7 @@ the same on every image, so its attribution falls on the box only as often as ch
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -167,3 +168,54 @@ def test_spatial_layer_of_known_models():
     att = UnitAttributor(lite, "logits")
     assert not att.supports("activation") and att.supports("gradcam")
     assert att.canonizers.startswith("NamedMergeBatchNorm")
+
+
+def test_report_shows_where_the_units_look(explained, tmp_path):
+    from tests.reporting.test_report import check_figure_csvs_match_tables
+    from wmprobe.reporting import build_report
+    from wmprobe.reporting.browser import load_page
+
+    run, _ = explained
+    report = build_report(run)
+    html = report.html.read_text()
+    assert 'id="localization"' in html and "Where the units look" in html
+    assert html.index('id="units"') < html.index('id="localization"')  # beside the top units
+    keys = [k for k in report.figures if k.startswith("where_")]
+    assert "where_planted_test_net_chinese_features_0_gradcam" in keys
+    assert "where_planted_test_net_chinese_features_0_gradcam" in html
+    only = tmp_path / "where"  # the placebo's sheet has no text, which that check refuses
+    only.mkdir()
+    for csv in (run / "report" / "figures").glob("where_*.csv"):
+        shutil.copy(csv, only / csv.name)
+    assert set(check_figure_csvs_match_tables(run, only)) == set(keys)
+    if shutil.which("chromium") is None:
+        pytest.skip("headless Chromium is not installed (apt-get install -y chromium)")
+    page = load_page(report.html)
+    assert page.console == [] and 'data-errors="0"' in page.dom
+    n = html.count('<figure class="wm"')
+    assert f'data-figures-loaded="{n}"' in page.dom
+
+
+def test_report_says_how_to_explain_a_run_without_it(explained, tmp_path):
+    from wmprobe.reporting import build_report
+
+    run, _ = explained
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare, ignore=shutil.ignore_patterns("explain", "report"))
+    report = build_report(bare)
+    assert any("wmprobe explain" in note for note in report.notes)
+
+
+@pytest.mark.slow
+def test_reproduce_explain_runs_it_for_every_model(tmp_path, noise_images):
+    from tests.study_helpers import small_study
+
+    result = small_study(
+        noise_images, tmp_path, models=["tiny_test_net"], scenarios=["chinese"], explain=True
+    )
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert study["explain"] == {"tiny_test_net": "done"}
+    units = pd.read_parquet(tmp_path / "models/tiny_test_net/explain/localization_units.parquet")
+    assert set(units["method"]) == {"gradcam", "activation"}
+    assert "Where the units look" in result.report_html.read_text()
+    assert "where_tiny_test_net" in result.report_html.read_text()
