@@ -66,6 +66,7 @@ USED = {
 }
 
 
+@pytest.mark.slow
 def test_matrix_through_the_cli(bad_folder, tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(
@@ -117,6 +118,7 @@ def test_unreadable_file_is_a_skip(tmp_path):
     assert set(result.activations.skipped) == {"locked"}
 
 
+@pytest.mark.slow
 def test_matrix_through_generate(bad_folder, tmp_path):
     out = tmp_path / "probes"
     argv = ["generate", "--scenario", "latin", "--images", str(bad_folder), "--out", str(out)]
@@ -134,6 +136,7 @@ def test_matrix_through_generate(bad_folder, tmp_path):
     assert written == USED
 
 
+@pytest.mark.slow
 def test_matrix_through_mitigate(bad_folder, tmp_path):
     downstream = tmp_path / "downstream"
     (downstream / "matrix").mkdir(parents=True)

@@ -66,6 +66,7 @@ def test_the_planted_detector_is_found_and_the_others_are_not(noise_dir):
     assert 0.5 < feats["null_threshold"].iloc[0] < 0.95
 
 
+@pytest.mark.slow
 def test_placebo_tells_a_white_detector_from_a_text_detector(noise_dir):
     # Unit 0 counts white pixels: the text raises it, but a white box in the text's place raises
     # it further, so it is a detector of white occlusion, not of writing.

@@ -90,6 +90,7 @@ def _interrupt(proc: subprocess.Popen, sig: signal.Signals) -> tuple[int, str]:
     return proc.returncode, err
 
 
+@pytest.mark.slow
 def test_interrupted_runs_resume_to_the_tables_of_an_uninterrupted_run(image_dir, tmp_path):
     straight = subprocess.run(
         _argv(image_dir, tmp_path / "straight", tmp_path / "fresh-cache"),

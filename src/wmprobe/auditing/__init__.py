@@ -1,5 +1,5 @@
 """An audit run: probe sets -> activations -> tables, evidence, summary, gates."""
 
-from wmprobe.auditing.run import THRESHOLDS, AuditResult, audit
+from wmprobe.auditing.run import AuditResult, audit
 
-__all__ = ["THRESHOLDS", "AuditResult", "audit"]
+__all__ = ["AuditResult", "audit"]

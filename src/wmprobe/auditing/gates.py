@@ -33,7 +33,7 @@ from fnmatch import fnmatchcase
 import numpy as np
 import pandas as pd
 
-from wmprobe.errors import GateError, GateSyntaxError
+from wmprobe.errors import GateError, GateSyntaxError, InvalidArgumentError
 
 __all__ = ["GRAMMAR", "Gate", "GateResult", "any_tripped", "evaluate_gates", "parse_gate"]
 
@@ -170,7 +170,7 @@ def evaluate_gates(gates: Iterable[Gate], table: pd.DataFrame) -> list[GateResul
     need = {"layer", "scenario", "unit"} | {g.column for g in gates}
     missing = sorted(need - set(table.columns))
     if missing:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected argument `table` to have columns {sorted(need)} but it lacks {missing}"
         )
     keys = ["model", "scenario", "layer"] if "model" in table.columns else ["scenario", "layer"]

@@ -14,19 +14,18 @@ import pandas as pd
 
 from wmprobe._version import __version__
 from wmprobe.auditing.tables import audit_table, class_table, output_summary, stability_table
-from wmprobe.errors import ImageFolderError, ScenarioSpecError
-from wmprobe.extraction.activations import LAYERS, Activations, extract, require_readable
+from wmprobe.constants import DEFAULT_LAYERS, THRESHOLDS
+from wmprobe.errors import ImageFolderError, InvalidArgumentError, ScenarioSpecError
+from wmprobe.extraction.activations import Activations, extract, require_readable
 from wmprobe.extraction.cache import ActivationCache
 from wmprobe.models import load_model
 from wmprobe.probes.artifacts import PAPER_SCENARIOS
 from wmprobe.probes.folder import FolderScenario
 from wmprobe.probes.images import ImageSet, check_jpeg_quality, scan_folder
 from wmprobe.probes.scenario import Scenario, resolve_scenarios
+from wmprobe.stats import count_above
 
-#: The paper's thresholds on d.
-THRESHOLDS = (0.7, 0.8, 0.9, 0.95)
-
-__all__ = ["THRESHOLDS", "AuditResult", "audit"]
+__all__ = ["AuditResult", "audit"]
 
 
 @dataclass
@@ -48,8 +47,8 @@ class AuditResult:
         rows = []
         for (scenario, layer), group in self.table.groupby(["scenario", "layer"], sort=False):
             row = {"scenario": scenario, "layer": layer, "units": len(group)}
-            for t in thresholds:
-                row[f"d>{t}"] = int((group["d"] > t).sum())
+            above = count_above(group["d"].to_numpy(), tuple(thresholds))
+            row.update({f"d>{t}": above[float(t)] for t in thresholds})
             row["q<0.05"] = int((group["q"] < 0.05).sum())
             row["null_thr"] = round(float(group["null_threshold"].iloc[0]), 4)
             row["d>null_thr"] = int(group["calibrated"].sum())
@@ -206,7 +205,7 @@ def audit(
     *,
     model: str = "efficientnet_lite0",
     scenarios: Sequence[str | Scenario] = PAPER_SCENARIOS,
-    layers: Sequence[str] = LAYERS,
+    layers: Sequence[str] = DEFAULT_LAYERS,
     seed: int = 0,
     limit: int | None = None,
     keep_watermarked: bool = False,
@@ -242,7 +241,9 @@ def audit(
     """
     start = time.perf_counter()
     if not scenarios:
-        raise ValueError("Expected argument `scenarios` to name at least one scenario but got none")
+        raise InvalidArgumentError(
+            "Expected argument `scenarios` to name at least one scenario but got none"
+        )
     if jpeg_quality is not None:
         check_jpeg_quality(jpeg_quality)
     probe_sets = _resolve(scenarios)  # unknown names, bad files, missing packages: fail now

@@ -20,7 +20,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 from tqdm.auto import tqdm
 
-from wmprobe.errors import ImageFolderError, LayerError, WmprobeError
+from wmprobe.constants import CLEAN, DEFAULT_LAYERS
+from wmprobe.errors import ImageFolderError, InvalidArgumentError, LayerError, WmprobeError
 from wmprobe.extraction._cpu import inference_scope
 from wmprobe.extraction.cache import DTYPES, ActivationCache, CacheEntry, EntryKey, acquire, release
 from wmprobe.models import REDUCTIONS, LayerTaps, LoadedModel, resolve_layers
@@ -32,10 +33,6 @@ from wmprobe.probes.images import (
     load_frame,
 )
 from wmprobe.probes.scenario import Scenario
-
-#: Layers every classifier has: the output logits and the layer that feeds them.
-LAYERS = ("logits", "features")
-CLEAN = "clean"
 
 
 class LayerValues(Mapping):
@@ -63,6 +60,9 @@ class LayerValues(Mapping):
             parts = [self.variant(layer, v) for v in self._variants]
             self._stacked[layer] = np.stack(parts, axis=1)
         return self._stacked[layer]
+
+    def __contains__(self, layer: object) -> bool:  # without assembling the layer in memory
+        return layer in self._sources
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._sources)
@@ -114,9 +114,12 @@ class Activations:
 
     def get(self, layer: str, variant: str) -> np.ndarray:
         """The ``[n_images, n_units]`` matrix of one layer on one variant (clean or a scenario)."""
+        if layer not in self.values or variant not in self.variants:
+            raise InvalidArgumentError(
+                f"Expected a layer in {list(self.values)} and a variant in {list(self.variants)} "
+                f"but got {layer!r} and {variant!r}"
+            )
         if isinstance(self.values, LayerValues):
-            if variant not in self.variants:
-                raise KeyError(variant)
             return self.values.variant(layer, variant)
         return self.values[layer][:, self.variants.index(variant), :]
 
@@ -269,15 +272,21 @@ class _MemorySink:
 def _check_arguments(scenarios, reduction, dtype, jpeg_quality, batch_size) -> None:
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names) or CLEAN in names:
-        raise WmprobeError(f"Expected distinct scenario names other than 'clean' but got {names}")
+        raise InvalidArgumentError(
+            f"Expected distinct scenario names other than 'clean' but got {names}"
+        )
     if reduction not in REDUCTIONS:
         raise LayerError(
             f"Expected argument `reduction` to be one of {REDUCTIONS} but got {reduction!r}"
         )
     if dtype not in DTYPES:
-        raise WmprobeError(f"Expected argument `dtype` to be one of {DTYPES} but got {dtype!r}")
+        raise InvalidArgumentError(
+            f"Expected argument `dtype` to be one of {DTYPES} but got {dtype!r}"
+        )
     if batch_size < 1:
-        raise ValueError(f"Expected argument `batch_size` to be >= 1 but got {batch_size}")
+        raise InvalidArgumentError(
+            f"Expected argument `batch_size` to be >= 1 but got {batch_size}"
+        )
     if jpeg_quality is not None:
         check_jpeg_quality(jpeg_quality)
 
@@ -288,7 +297,7 @@ def extract(
     scenarios: Sequence[Scenario],
     *,
     seed: int = 0,
-    layers: Sequence[str] = LAYERS,
+    layers: Sequence[str] = DEFAULT_LAYERS,
     batch_size: int = 16,
     num_workers: int | None = None,
     progress: bool = True,

@@ -40,8 +40,9 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
+from wmprobe._util import file_digest
 from wmprobe._version import __version__
-from wmprobe.errors import CacheError
+from wmprobe.errors import CacheError, InvalidArgumentError
 
 CACHE_FORMAT = 1
 DEFAULT_CHUNK = 256
@@ -309,7 +310,9 @@ class ActivationCache:
 
     def __init__(self, root: str | Path | None = None, *, chunk_size: int = DEFAULT_CHUNK):
         if chunk_size < 1:
-            raise ValueError(f"Expected argument `chunk_size` to be >= 1 but got {chunk_size}")
+            raise InvalidArgumentError(
+                f"Expected argument `chunk_size` to be >= 1 but got {chunk_size}"
+            )
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.chunk_size = chunk_size
         try:
@@ -359,7 +362,7 @@ class ActivationCache:
             digest = row[2]
         else:
             try:
-                digest = _sha1(path)
+                digest = file_digest(path, "sha1")
             except OSError as exc:
                 return f"unreadable:{type(exc).__name__}"
             db.execute(
@@ -375,14 +378,6 @@ class ActivationCache:
         for image_id, file_hash in zip(image_ids, self.file_hashes(paths), strict=True):
             digest.update(f"{image_id}\t{file_hash}\n".encode())
         return digest.hexdigest()
-
-
-def _sha1(path: Path) -> str:
-    digest = hashlib.sha1(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def acquire(entries: Sequence[CacheEntry], *, announce: bool = True) -> list[FileLock]:

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from wmprobe.constants import CALTECH256_URL
 from wmprobe.errors import DatasetDownloadError, ImageFolderError, MitigationError
 from wmprobe.extraction.cache import default_cache_dir
 from wmprobe.probes.images import IMAGE_SUFFIXES, ImageRecord
 
 #: Names that ``--downstream`` takes besides a folder path.
 NAMED_DATASETS = ("caltech256",)
-
-#: Where torchvision's Caltech-256 archive comes from (its own ``download``).
-CALTECH256_URL = "https://data.caltech.edu/records/nyy15-4j048/files/256_ObjectCategories.tar"
 
 
 @dataclass

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from wmprobe._version import __version__
+from wmprobe.constants import PAPER_FRACTIONS
 from wmprobe.errors import MitigationError
 from wmprobe.mitigation import heads
 from wmprobe.mitigation.downstream import resolve_downstream, scan_image_folder
@@ -23,9 +24,6 @@ from wmprobe.mitigation.ranking import RANKINGS, check_fractions, unit_d
 from wmprobe.mitigation.sweep import SweepConfig, SweepInputs, SweepResult, run_sweep
 from wmprobe.models import LoadedModel, load_model
 from wmprobe.probes.scenario import Scenario
-
-#: The paper's fractions of feature units left out (Figure 4).
-PAPER_FRACTIONS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.25, 0.5)
 
 
 @dataclass
@@ -236,6 +234,10 @@ def _mitigate(
         raise MitigationError(f"Unknown ranking {ranking!r}; known: {', '.join(RANKINGS)}.")
     if training not in ("lbfgs", "paper"):
         raise MitigationError(f"Unknown training {training!r}; known: lbfgs, paper.")
+    if training == "paper" and not (epochs >= 1 and lr > 0):
+        raise MitigationError(
+            f"Expected arguments `epochs` >= 1 and `lr` > 0 but got {epochs} and {lr}"
+        )
     scenarios = list(dict.fromkeys(scenarios))
     if not scenarios:
         raise MitigationError("Expected argument `scenarios` to name at least one scenario")

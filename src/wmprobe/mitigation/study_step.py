@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from wmprobe.mitigation.pipeline import PAPER_FRACTIONS, mitigate
+from wmprobe.constants import PAPER_FRACTIONS
+from wmprobe.mitigation.pipeline import mitigate
 
 #: The scenario whose d ranks the backbone's units, as in the paper.
 STUDY_SCENARIO = "chinese"

@@ -2,7 +2,6 @@
 
 from wmprobe.models.layers import (
     REDUCTIONS,
-    SPECIAL_LAYERS,
     Layer,
     LayerInfo,
     LayerTaps,
@@ -31,7 +30,6 @@ __all__ = [
     "MODEL_PRESETS",
     "PAPER20",
     "REDUCTIONS",
-    "SPECIAL_LAYERS",
     "Layer",
     "LayerInfo",
     "LayerTaps",

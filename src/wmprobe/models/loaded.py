@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-from wmprobe.errors import WmprobeError
+from wmprobe.errors import InvalidArgumentError, WmprobeError
 from wmprobe.models.registry import ModelSpec, get_model_spec
 
 
@@ -93,7 +93,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
-        raise WmprobeError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from exc
+        raise InvalidArgumentError(
+            f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N."
+        ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise WmprobeError(
             f"Device {device!r} was asked for, but no CUDA GPU is available here; "
@@ -151,7 +153,9 @@ def load_model(
     if name.startswith(PREFIX):
         spec = checkpoint_spec(name, arch, unsafe_load=unsafe_load)
     elif arch is not None:
-        raise WmprobeError(f"`arch` names the architecture of a ckpt: model, not of {name!r}.")
+        raise InvalidArgumentError(
+            f"`arch` names the architecture of a ckpt: model, not of {name!r}."
+        )
     else:
         spec = get_model_spec(name)
     dev = resolve_device(device)

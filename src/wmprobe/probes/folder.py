@@ -16,9 +16,9 @@ from typing import Any
 
 from PIL import Image
 
+from wmprobe._util import file_digest
 from wmprobe.errors import ProbeFolderError
 from wmprobe.probes.artifacts import Drawn, NullArtifact
-from wmprobe.probes.artifacts.base import file_digest
 from wmprobe.probes.images import IMAGE_SUFFIXES, load_frame
 from wmprobe.probes.manifest import MANIFEST_NAME, read_manifest
 from wmprobe.probes.scenario import DRAW_VERSION, Scenario, _digest, check_jpeg_quality

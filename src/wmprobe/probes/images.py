@@ -106,7 +106,7 @@ def scan_folder(
         records.append(ImageRecord(path=path, image_id=image_id, label=label))
     if limit is not None:
         if limit < 1:
-            raise ValueError(f"Expected argument `limit` to be >= 1 but got {limit}")
+            raise InvalidArgumentError(f"Expected argument `limit` to be >= 1 but got {limit}")
         records = records[:limit]
     return ImageSet(root=root, records=records, excluded=excluded, is_imagenet_samples=is_samples)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from wmprobe.auditing.run import THRESHOLDS
+from wmprobe.constants import THRESHOLDS
 from wmprobe.probes.images import scan_folder
 from wmprobe.reporting import figures, sheets
 from wmprobe.reporting.html import Section, esc, figure_html, image_bytes, page_html, table_html

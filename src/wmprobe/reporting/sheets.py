@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from wmprobe.errors import InvalidArgumentError
 from wmprobe.probes.images import ImageRecord, load_frame
 from wmprobe.probes.scenario import Scenario
 from wmprobe.reporting.figures import image_grid_figure
@@ -25,7 +26,9 @@ def scenario_sheet(
     Returns the figure and a table ``image_id``, ``path``, ``text``, ``bbox``.
     """
     if n < 1 or ncols < 1:
-        raise ValueError(f"Expected arguments `n` and `ncols` to be >= 1 but got {n} and {ncols}")
+        raise InvalidArgumentError(
+            f"Expected arguments `n` and `ncols` to be >= 1 but got {n} and {ncols}"
+        )
     probe = Scenario.preset(scenario)
     images, rows = [], []
     for record in list(records)[:n]:
@@ -40,7 +43,9 @@ def scenario_sheet(
             }
         )
     if not images:
-        raise ValueError("Expected argument `records` to hold at least one image but got none")
+        raise InvalidArgumentError(
+            "Expected argument `records` to hold at least one image but got none"
+        )
     grid = [images[i : i + ncols] for i in range(0, len(images), ncols)]
     captions = [
         [r["image_id"].split("/")[-1][:22] for r in rows[i : i + ncols]]

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from wmprobe.auditing.run import THRESHOLDS
-from wmprobe.errors import RunFolderError
+from wmprobe.constants import DEFAULT_LAYERS, THRESHOLDS
+from wmprobe.errors import InvalidArgumentError, RunFolderError
+from wmprobe.stats import count_above
 
 #: Layers every audit has; any other layer is a block (depth) layer.
-HEAD_LAYERS = ("logits", "features")
 
 #: Columns a per-unit table must have.
 REQUIRED_COLUMNS = ("model", "layer", "scenario", "unit", "class_name", "auc", "d")
@@ -138,7 +138,7 @@ def load_study(root: str | Path) -> Study:
 def _check(table: pd.DataFrame, columns: Sequence[str] = REQUIRED_COLUMNS) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected argument `table` to have the column(s) {', '.join(missing)} but got "
             f"{', '.join(map(str, table.columns))}"
         )
@@ -158,7 +158,7 @@ def class_ranking(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:
     """
     _check(table)
     if k < 1:
-        raise ValueError(f"Expected argument `k` to be >= 1 but got {k}")
+        raise InvalidArgumentError(f"Expected argument `k` to be >= 1 but got {k}")
     logits = table[table["layer"] == "logits"]
     extra = [c for c in ("ci_low", "ci_high") if c in logits.columns]
     frames = []
@@ -206,8 +206,9 @@ def sensitive_counts(table: pd.DataFrame, thresholds: Sequence[float] = THRESHOL
         ["model", "scenario", "layer"], sort=False
     ):
         d = group["d"].to_numpy()
+        above = count_above(d, tuple(thresholds))
         for t in thresholds:
-            count = int((d > t).sum())
+            count = above[float(t)]
             rows.append(
                 {
                     "model": model,
@@ -232,13 +233,13 @@ def depth_profile(table: pd.DataFrame, threshold: float = 0.9) -> pd.DataFrame:
     Empty when no block layer was audited.
     """
     _check(table)
-    blocks = table[~table["layer"].isin(HEAD_LAYERS)]
+    blocks = table[~table["layer"].isin(DEFAULT_LAYERS)]
     rows = []
     for model in _in_order(blocks["model"]):
         of_model = blocks[blocks["model"] == model]
         positions = {layer: i for i, layer in enumerate(_in_order(of_model["layer"]))}
         for (scenario, layer), group in of_model.groupby(["scenario", "layer"], sort=False):
-            count = int((group["d"] > threshold).sum())
+            count = count_above(group["d"].to_numpy(), (threshold,))[float(threshold)]
             rows.append(
                 {
                     "model": model,
@@ -328,7 +329,7 @@ def most_sensitive_units(top_images: pd.DataFrame, per_layer: int = 2) -> pd.Dat
     """
     _check(top_images, ("scenario", "layer", "unit", "d"))
     if per_layer < 1:
-        raise ValueError(f"Expected argument `per_layer` to be >= 1 but got {per_layer}")
+        raise InvalidArgumentError(f"Expected argument `per_layer` to be >= 1 but got {per_layer}")
     units = top_images.drop_duplicates(["scenario", "layer", "unit"])
     units = units.sort_values("d", ascending=False, kind="stable")
     picked = [units[units["layer"] == layer].head(per_layer) for layer in _in_order(units["layer"])]

@@ -25,8 +25,8 @@ from importlib import metadata
 from pathlib import Path
 
 from wmprobe._version import __version__
-from wmprobe.errors import ImageFolderError, WmprobeError
-from wmprobe.extraction.activations import LAYERS
+from wmprobe.constants import DEFAULT_LAYERS
+from wmprobe.errors import ImageFolderError, InvalidArgumentError, WmprobeError
 from wmprobe.models import PAPER20
 from wmprobe.probes.artifacts import PAPER_SCENARIOS
 from wmprobe.probes.images import scan_folder
@@ -46,7 +46,7 @@ class StudyPreset:
     name: str
     models: tuple[str, ...]
     scenarios: tuple[str, ...] = PAPER_SCENARIOS
-    layers: tuple[str, ...] = LAYERS
+    layers: tuple[str, ...] = DEFAULT_LAYERS
     seed: int = 0
 
 
@@ -190,7 +190,7 @@ def reproduce(
 
     say = say or log.info
     if preset not in STUDY_PRESETS:
-        raise WmprobeError(f"Unknown preset {preset!r}; known: {', '.join(STUDY_PRESETS)}.")
+        raise InvalidArgumentError(f"Unknown preset {preset!r}; known: {', '.join(STUDY_PRESETS)}.")
     spec = STUDY_PRESETS[preset]
     models = list(models) if models else list(spec.models)
     scenarios = tuple(scenarios) if scenarios else spec.scenarios

@@ -10,8 +10,9 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from wmprobe._util import file_digest
 from wmprobe.errors import ScenarioSpecError
-from wmprobe.probes.artifacts.base import RGB, Artifact, Drawn, check_range, file_digest
+from wmprobe.probes.artifacts.base import RGB, Artifact, Drawn, check_range
 from wmprobe.probes.artifacts.layout import (
     RANDOM,
     Position,

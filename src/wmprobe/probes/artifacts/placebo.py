@@ -27,7 +27,7 @@ class PlaceboArtifact(Artifact):
     """The ink box of ``base`` (same stream, same box) filled with ``fill`` instead of the text.
 
     Example:
-        >>> from wmprobe.artifacts import PRESETS
+        >>> from wmprobe.probes.artifacts import PRESETS
         >>> placebo = PlaceboArtifact(PRESETS["latin"], "box")
         >>> frame = Image.new("RGB", (224, 224))
         >>> text_box = PRESETS["latin"].draw(frame, np.random.default_rng(1)).bbox

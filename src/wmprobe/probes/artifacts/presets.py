@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-
+from wmprobe._util import did_you_mean
 from wmprobe.errors import UnknownScenarioError
 from wmprobe.probes.artifacts.base import Artifact, NullArtifact
 from wmprobe.probes.artifacts.charsets import CHARSETS
@@ -41,10 +40,9 @@ def get_artifact(name: str) -> Artifact:
 
 def unknown_message(name: str, known: list[str]) -> str:
     """The error text for an unknown scenario name: close matches, the presets, and the command."""
-    close = difflib.get_close_matches(name, known, n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
     return (
-        f"Unknown scenario {name!r}.{hint} Presets: {', '.join(PRESETS)}; each text preset also "
-        f"as NAME+placebo_box, +placebo_noise, +placebo_blur; any as NAME+jpeg_probe; a spec file "
-        f"FILE.toml; a probe folder folder:PATH (see `wmprobe scenarios`)."
+        f"Unknown scenario {name!r}.{did_you_mean(name, known)} Presets: {', '.join(PRESETS)}; "
+        f"each text preset also as NAME+placebo_box, +placebo_noise, +placebo_blur; any as "
+        "NAME+jpeg_probe; a spec file FILE.toml; a probe folder folder:PATH "
+        "(see `wmprobe scenarios`)."
     )

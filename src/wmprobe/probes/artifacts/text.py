@@ -9,6 +9,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from wmprobe._util import file_digest
 from wmprobe.errors import ArtifactDoesNotFitError, ScenarioSpecError
 from wmprobe.probes.artifacts.base import (
     RGB,
@@ -16,7 +17,6 @@ from wmprobe.probes.artifacts.base import (
     BBox,
     Drawn,
     check_range,
-    file_digest,
     parse_color,
 )
 from wmprobe.probes.artifacts.fonts import FAMILIES, font_path, load_font
