@@ -28,6 +28,8 @@ from wmprobe.probes.scenario import Scenario
 
 N_IMAGES = 8
 
+pytestmark = pytest.mark.slow  # an audit and four attribution methods: about a minute here
+
 
 class Planted(nn.Module):
     def __init__(self):
