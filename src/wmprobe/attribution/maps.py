@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wmprobe.errors import InvalidArgumentError, LayerError, WmprobeError
+from wmprobe.errors import InvalidArgumentError, LayerError, OptionalDependencyError
 from wmprobe.models import LayerTaps, LoadedModel, resolve_layers
 from wmprobe.models.layers import FEATURES, LOGITS, channels_last
 from wmprobe.probes.images import FRAME_SIZE
@@ -44,7 +44,7 @@ def require(package: str) -> None:
     try:
         __import__(package)
     except ImportError as exc:
-        raise WmprobeError(
+        raise OptionalDependencyError(
             f"`wmprobe explain` needs the {package} package for this method: "
             "`pip install 'wmprobe[explain]'`."
         ) from exc

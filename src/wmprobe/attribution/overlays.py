@@ -1,7 +1,7 @@
 """Heatmap overlays: the clean frame, the probe, and a unit's map on each, with the drawn box.
 
-The maps of one image (clean, probe, placebo) share one colour scale, the largest positive value
-among them, so that a map that lights up only on the probe shows as such.
+The maps of one image (clean, probe, placebo) share one colour scale (:func:`shared_scale`), so
+that a map that lights up only on the probe shows as such.
 """
 
 from __future__ import annotations
@@ -30,6 +30,18 @@ class OverlayRow:
     maps: dict[str, np.ndarray]
 
 
+def shared_scale(maps: Sequence[np.ndarray], percentile: float = 99.5) -> float:
+    """One colour scale for several maps: the largest of their ``percentile``-th positive values
+    (a few extreme pixels, common in LRP and IG maps, would otherwise wash the rest out)."""
+    levels = []
+    for m in maps:
+        pos = np.asarray(m, dtype=np.float64)
+        pos = pos[pos > 0]
+        if pos.size:
+            levels.append(float(np.percentile(pos, percentile)))
+    return max(levels) if levels else 0.0
+
+
 def heat(frame: np.ndarray, relevance: np.ndarray, scale: float, box: Box | None) -> Image.Image:
     """``frame`` (uint8 ``[H, W, 3]``) blended with the positive part of ``relevance`` / ``scale``
     in the ``inferno`` colours, and ``box`` outlined."""
@@ -56,8 +68,7 @@ def overlay_figure(rows: Sequence[OverlayRow], title: str, scores: Sequence[str]
     captions for the probe map of each row (e.g. its mass)."""
     grid, captions = [], []
     for row, score in zip(rows, scores, strict=True):
-        positive = [np.clip(m, 0, None).max() for m in row.maps.values()]
-        scale = float(max(positive)) if positive else 0.0
+        scale = shared_scale(list(row.maps.values()))
         cells, caps = [], []
         for variant, frame in row.frames.items():
             shown = Image.fromarray(frame)
