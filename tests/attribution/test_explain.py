@@ -206,6 +206,13 @@ def test_report_says_how_to_explain_a_run_without_it(explained, tmp_path):
     shutil.copytree(run, bare, ignore=shutil.ignore_patterns("explain", "report"))
     report = build_report(bare)
     assert any("wmprobe explain" in note for note in report.notes)
+    shutil.copytree(run / "explain", bare / "explain")
+    assert not any("wmprobe explain" in note for note in build_report(bare).notes)
+    config = json.loads((bare / "run.json").read_text())
+    (bare / "run.json").write_text(json.dumps({**config, "seed": 1}))  # audited again
+    report = build_report(bare)
+    assert any("earlier audit" in note for note in report.notes)
+    assert "where_" not in report.html.read_text()
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wmprobe._util import file_digest
 from wmprobe.attribution.maps import UnitAttributor, check_methods
 from wmprobe.attribution.overlays import OverlayRow, overlay_figure
 from wmprobe.attribution.scores import iou, score_map, top_quantile_threshold
@@ -253,6 +254,7 @@ def explain(
     summary = join_units(unit_summary(table), model_run.table) if len(table) else table
     config = {
         "run": str(model_run.path),
+        "run_json_sha256": file_digest(model_run.path / "run.json"),
         "model": model_run.name,
         "units": units,
         "methods": list(methods),

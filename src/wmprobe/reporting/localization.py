@@ -7,6 +7,7 @@ unit's map on each, with the drawn box). A run without it gets a note saying how
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from wmprobe._util import file_digest
 from wmprobe.reporting.html import Section, esc, table_html
 from wmprobe.study.analysis import Study
 
@@ -59,6 +61,13 @@ def localization_section(
         summary_file = folder / "localization_units.parquet"
         if not summary_file.is_file():
             body += note(f"{run.name}: not explained yet (run `wmprobe explain {run.path}`).")
+            continue
+        made = json.loads((folder / "explain.json").read_text())
+        if made.get("run_json_sha256") != file_digest(run.path / "run.json"):
+            body += note(
+                f"{run.name}: its explain/ folder belongs to an earlier audit of this folder; "
+                f"run `wmprobe explain {run.path}` again."
+            )
             continue
         summary = pd.read_parquet(summary_file)
         rows = pd.read_parquet(folder / "localization.parquet")
