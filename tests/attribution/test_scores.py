@@ -1,3 +1,6 @@
+import doctest
+import importlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -103,3 +106,10 @@ def test_unit_summary_localized_needs_both_chance_and_clean():
     assert s.loc[0, "localized"] and not s.loc[1, "localized"] and not s.loc[2, "localized"]
     assert s.loc[1, "p_chance"] < 0.01 and s.loc[1, "p_clean"] > 0.5
     assert s.loc[0, "images"] == n and s.loc[0, "chance"] == pytest.approx(0.12)
+
+
+@pytest.mark.parametrize("module", ["scores", "selection", "summary"])
+def test_doctests(module):
+    mod = importlib.import_module(f"wmprobe.attribution.{module}")
+    result = doctest.testmod(mod, extraglobs={"np": np})
+    assert result.failed == 0 and result.attempted > 0
