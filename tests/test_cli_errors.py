@@ -1,4 +1,5 @@
-"""Every command turns a bad argument into a one-line message and exit status 1, no traceback.
+"""Every command turns a bad argument into a one-line message and exit status 1, no traceback
+(a ``--fail-if`` gate that cannot be used: status 2, so that CI tells it from a tripped gate).
 
 A new command needs a row in BAD_ARGUMENTS (or a reason in TAKES_NO_BAD_ARGUMENT):
 test_every_command_has_a_bad_argument_case says so.
@@ -18,15 +19,16 @@ from wmprobe.cli import main
 TINY = ["--model", "tiny_test_net"]
 MITIGATE = ["mitigate", "--images", "{images}", "--downstream", "{down}", "--out", "{out}", *TINY]
 
-#: (command line, a phrase the one-line message must hold); {images}, {down}, {out}, {tmp} are
-#: filled in with an image folder, a downstream ImageFolder, a fresh output folder and tmp_path.
-BAD_ARGUMENTS: dict[str, list[tuple[list[str], str]]] = {
+#: (command line, a phrase the one-line message must hold[, exit status if not 1]); {images},
+#: {down}, {out}, {tmp} are filled in with an image folder, a downstream ImageFolder, a fresh
+#: output folder and tmp_path.
+BAD_ARGUMENTS: dict[str, list[tuple]] = {
     "audit": [
         (["audit", "--images", "{images}", "--out", "{out}", "--model", "resnet5O"], "resnet50"),
         (["audit", "--images", "{images}", "--out", "{out}", *TINY, "--layers", "nosuch"],
          "Unknown layer 'nosuch'"),
         (["audit", "--images", "{images}", "--out", "{out}", *TINY, "--fail-if", "d>>1"],
-         "Cannot parse gate"),
+         "Cannot parse gate", 2),
         (["audit", "--images", "{images}", "--out", "{out}", *TINY, "--device", "tpu"],
          "Unknown device 'tpu'"),
     ],
@@ -83,20 +85,20 @@ def downstream(tmp_path_factory) -> Path:
 
 
 CASES = [
-    pytest.param(argv, phrase, id=f"{command}-{i}")
+    pytest.param(case[0], case[1], case[2] if len(case) > 2 else 1, id=f"{command}-{i}")
     for command, cases in BAD_ARGUMENTS.items()
-    for i, (argv, phrase) in enumerate(cases)
+    for i, case in enumerate(cases)
 ]
 
 
-@pytest.mark.parametrize("argv, phrase", CASES)
-def test_a_bad_argument_is_a_one_line_error(argv, phrase, image_dir, downstream, tmp_path):
+@pytest.mark.parametrize("argv, phrase, status", CASES)
+def test_a_bad_argument_is_a_one_line_error(argv, phrase, status, image_dir, downstream, tmp_path):
     fill = {"images": image_dir, "down": downstream, "out": tmp_path / "out", "tmp": tmp_path}
     args = [a.format(**fill) for a in argv]
     quiet = ["--quiet"] if any(p.name == "quiet" for p in main.commands[args[0]].params) else []
     result = CliRunner().invoke(main, args + quiet)
     lines = result.output.strip().splitlines()
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == status, result.output
     assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     assert phrase in lines[0]

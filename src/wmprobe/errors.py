@@ -35,6 +35,7 @@ __all__ = [
     "UnknownModelError",
     "UnknownScenarioError",
     "UnsafeArchiveError",
+    "WeightsMismatchError",
     "WeightsUnavailableError",
     "WmprobeError",
 ]
@@ -96,6 +97,10 @@ class WeightsUnavailableError(WmprobeError):
 
 class CheckpointError(WmprobeError):
     """A model checkpoint file that cannot be read safely or does not fit its architecture."""
+
+
+class WeightsMismatchError(WeightsUnavailableError):
+    """A weights file that is not the one expected (damaged, truncated or another file)."""
 
 
 class FontUnavailableError(WmprobeError):

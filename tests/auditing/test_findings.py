@@ -117,7 +117,7 @@ def test_fail_if_gate_trips_with_status_3(noise_dir, tmp_path):
     )
     assert fine.exit_code == 0, fine.output
     bad = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "c"), "--fail-if", "nonsense"])
-    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert bad.exit_code == 2 and "Traceback" not in bad.output  # a usage error
     assert not (tmp_path / "c").exists()  # bad syntax fails before any work
 
 

@@ -26,6 +26,7 @@ from wmprobe.attribution.overlays import OverlayRow, overlay_figure
 from wmprobe.attribution.scores import iou, score_map, top_quantile_threshold
 from wmprobe.attribution.selection import parse_units, select_units
 from wmprobe.attribution.summary import join_units, unit_summary
+from wmprobe.auditing import runfolder
 from wmprobe.auditing.evidence import top_images_table
 from wmprobe.errors import InvalidArgumentError, RunFolderError
 from wmprobe.extraction.activations import extract
@@ -34,10 +35,13 @@ from wmprobe.models import load_model
 from wmprobe.probes.artifacts import NullArtifact, PlaceboArtifact
 from wmprobe.probes.folder import FolderScenario
 from wmprobe.probes.images import jpeg_roundtrip, load_frame, scan_folder
-from wmprobe.probes.scenario import Scenario, resolve_scenarios
+from wmprobe.probes.scenario import Scenario
 from wmprobe.study.analysis import ModelRun, read_run
 
 log = logging.getLogger(__name__)
+
+#: Written last: an explain folder without it is unfinished.
+EXPLAIN_JSON = "explain.json"
 
 #: What ``localization.parquet`` holds, one row per (unit, method, image).
 LOCALIZATION_COLUMNS = [
@@ -62,11 +66,11 @@ class Explanation:
 
 
 def run_scenarios(run: ModelRun) -> list[Scenario]:
-    """The scenarios of an audit run, resolved by the names run.json records."""
-    names = list(run.config.get("scenarios", []))
-    if not names:
+    """The scenarios of an audit run, as its run.json stores them (the very artifacts it drew)."""
+    scenarios = list(runfolder.run_scenarios(run.config).values())
+    if not scenarios:
         raise RunFolderError(f"{run.path / 'run.json'} names no scenarios.")
-    return resolve_scenarios(names)
+    return scenarios
 
 
 def text_and_placebos(scenarios: Sequence[Scenario]) -> dict[str, tuple[Scenario, list[Scenario]]]:
@@ -178,6 +182,7 @@ def explain(
     picks = top_images_table(acts, chosen, image_set.records, units=per_group, images=images)
     folder = Path(out) if out is not None else model_run.path / "explain"
     (folder / "overlays").mkdir(parents=True, exist_ok=True)
+    (folder / EXPLAIN_JSON).unlink(missing_ok=True)  # a folder being rewritten is not finished
     for old in (folder / "overlays").glob("*.png"):
         old.unlink()
     attributors: dict[str, UnitAttributor] = {}
@@ -248,8 +253,9 @@ def explain(
             label = pick.class_name if isinstance(pick.class_name, str) else ""
             title = f"{model_run.name} {scenario_name} {layer} {int(unit)} {label}"
             fig = overlay_figure(overlay_rows, f"{title}: {method}", captions)
-            fig.savefig(folder / "overlays" / name)
-            overlays.append(folder / "overlays" / name)
+            overlays.append(
+                runfolder.write_file(folder / "overlays", name, lambda p, f=fig: f.savefig(p))
+            )
     table = pd.DataFrame(rows).reindex(columns=LOCALIZATION_COLUMNS)
     summary = join_units(unit_summary(table), model_run.table) if len(table) else table
     config = {
@@ -273,10 +279,11 @@ def explain(
         },
         "maps_per_unit_image": 2 + int(any(p for _, p in texts.values())),
     }
-    table.to_parquet(folder / "localization.parquet", index=False)
-    summary.to_parquet(folder / "localization_units.parquet", index=False)
-    summary.to_csv(folder / "localization_units.csv", index=False)
-    (folder / "explain.json").write_text(json.dumps(config, indent=2))
+    write = runfolder.write_file
+    write(folder, "localization.parquet", lambda p: table.to_parquet(p, index=False))
+    write(folder, "localization_units.parquet", lambda p: summary.to_parquet(p, index=False))
+    write(folder, "localization_units.csv", lambda p: summary.to_csv(p, index=False))
+    write(folder, EXPLAIN_JSON, json.dumps(config, indent=2))  # last: the folder is finished
     return Explanation(
         folder=folder, localization=table, units=summary, overlays=overlays, config=config
     )

@@ -17,6 +17,8 @@ def format_summary(result: AuditResult, top_k: int = 5) -> str:
         f"wmprobe audit: {result.model} on {len(acts.image_ids)} images "
         f"({', '.join(result.config.get('scenarios', []))}; seed {result.config.get('seed')})",
     ]
+    if result.config.get("labels_dropped"):
+        lines.append(result.config["labels_dropped"])
     if result.images.excluded:
         lines.append(f"left out {len(result.images.excluded)} image(s):")
         lines += [f"  {i}: {why}" for i, why in list(result.images.excluded.items())[:20]]

@@ -8,7 +8,6 @@ unit's map on each, with the drawn box). A run without it gets a note saying how
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,19 +46,18 @@ def png_figure(path: Path) -> Figure:
     return fig
 
 
-def localization_section(
-    study: Study, writer, note: Callable[[str], str], per_layer: int = 2
-) -> Section:
+def localization_section(study: Study, writer, per_layer: int = 2) -> Section:
     """The section: per model, its explain summary table and ``per_layer`` overlays per layer.
 
-    ``writer`` is the report's figure writer (``add(key, title, fig, data, caption, photo)``),
-    ``note`` turns a sentence into the report's note markup (and records it).
+    ``writer`` is the report's figure writer: ``add(key, title, fig, data, caption, photo)`` and
+    ``note(text)`` (records what the report lacks and returns it as a paragraph).
     """
+    note = writer.note
     body = ""
     for run in study.runs:
         folder = run.path / "explain"
         summary_file = folder / "localization_units.parquet"
-        if not summary_file.is_file():
+        if not (folder / "explain.json").is_file():  # written last
             body += note(f"{run.name}: not explained yet (run `wmprobe explain {run.path}`).")
             continue
         made = json.loads((folder / "explain.json").read_text())

@@ -31,7 +31,15 @@ PRESETS: dict[str, Artifact] = {
 
 
 def get_artifact(name: str) -> Artifact:
-    """The artifact of a named preset; see ``wmprobe scenarios`` for the names."""
+    """The artifact of a named preset; see ``wmprobe scenarios`` for the names.
+
+    Example:
+        >>> type(get_artifact("chinese")).__name__
+        'TextArtifact'
+        >>> get_artifact("chinees")
+        Traceback (most recent call last):
+        wmprobe.errors.UnknownScenarioError: Unknown scenario 'chinees'. Did you mean chinese? ...
+    """
     try:
         return PRESETS[name]
     except KeyError:
