@@ -33,6 +33,11 @@ BAD_ARGUMENTS: dict[str, list[tuple]] = {
          "Unknown device 'tpu'"),
     ],
     "report": [(["report", "{tmp}/nothing"], "does not exist")],
+    "explain": [
+        (["explain", "{tmp}/nothing"], "not a complete audit run folder"),
+        (["explain", "{tmp}/nothing", "--method", "saliency"], "`method`"),
+        (["explain", "{tmp}/nothing", "--units", "top:x"], "`units`"),
+    ],
     "reproduce": [
         (["reproduce", "--preset", "nope", "--images", "{images}", "--out", "{out}"],
          "Unknown preset 'nope'"),
