@@ -210,6 +210,14 @@ def load_model(
         )
     else:
         spec = get_model_spec(name)
+    return load_spec(spec, pretrained=pretrained, device=device, allow_download=allow_download)
+
+
+def load_spec(
+    spec: ModelSpec, *, pretrained: bool = True, device: str = "auto", allow_download: bool = False
+) -> LoadedModel:
+    """Build the model ``spec`` describes, as :func:`load_model` does (a worker process of an
+    engine gets the spec itself, so it needs no registry entry)."""
     dev = resolve_device(device)
     if dev.type == "meta":
         with torch.device("meta"):
