@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wmprobe.constants import PAPER_FRACTIONS
 from wmprobe.extraction.activations import extract
 from wmprobe.mitigation import SweepConfig, SweepInputs, run_sweep
 from wmprobe.mitigation.downstream import scan_image_folder
 from wmprobe.mitigation.features import downstream_features, probe_set_features
-from wmprobe.mitigation.pipeline import PAPER_FRACTIONS
 from wmprobe.models import load_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -19,18 +19,25 @@ IMAGENET_SAMPLES = SHARED_DATA / "imagenet-samples"
 CALTECH101 = SHARED_DATA / "caltech-101"
 
 
-def needs_imagenet_samples():
-    return pytest.mark.skipif(
-        not IMAGENET_SAMPLES.is_dir(),
-        reason=f"real-data test: {IMAGENET_SAMPLES} is absent (set WMPROBE_SHARED_DATA)",
+def _real_data(folder: Path):
+    """Mark a test ``realdata`` and skip it, saying why, when ``folder`` is absent."""
+    skip = pytest.mark.skipif(
+        not folder.is_dir(),
+        reason=f"real-data test: {folder} is absent (set WMPROBE_SHARED_DATA)",
     )
+
+    def mark(test):
+        return pytest.mark.realdata(skip(test))
+
+    return mark
+
+
+def needs_imagenet_samples():
+    return _real_data(IMAGENET_SAMPLES)
 
 
 def needs_caltech101():
-    return pytest.mark.skipif(
-        not CALTECH101.is_dir(),
-        reason=f"real-data test: {CALTECH101} is absent (set WMPROBE_SHARED_DATA)",
-    )
+    return _real_data(CALTECH101)
 
 
 class TinyNet(nn.Module):

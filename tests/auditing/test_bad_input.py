@@ -66,6 +66,7 @@ USED = {
 }
 
 
+@pytest.mark.slow
 def test_matrix_through_the_cli(bad_folder, tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(
@@ -117,6 +118,7 @@ def test_unreadable_file_is_a_skip(tmp_path):
     assert set(result.activations.skipped) == {"locked"}
 
 
+@pytest.mark.slow
 def test_matrix_through_generate(bad_folder, tmp_path):
     out = tmp_path / "probes"
     argv = ["generate", "--scenario", "latin", "--images", str(bad_folder), "--out", str(out)]
@@ -134,6 +136,7 @@ def test_matrix_through_generate(bad_folder, tmp_path):
     assert written == USED
 
 
+@pytest.mark.slow
 def test_matrix_through_mitigate(bad_folder, tmp_path):
     downstream = tmp_path / "downstream"
     (downstream / "matrix").mkdir(parents=True)
@@ -170,9 +173,11 @@ def test_matrix_through_mitigate(bad_folder, tmp_path):
 )  # fmt: skip
 def test_an_empty_folder_is_an_error_before_any_work(argv, message, bad_folder, tmp_path):
     (tmp_path / "empty").mkdir()
-    good = tmp_path / "good"
-    (good / "only").mkdir(parents=True)
-    _noise(64, 64).save(good / "only" / "x.png")
+    good = tmp_path / "good"  # the smallest downstream data that can measure a head
+    for label in ("a", "b"):
+        (good / label).mkdir(parents=True)
+        for i in range(2):
+            _noise(64, 64, seed=i).save(good / label / f"{i}.png")
     paths = {"EMPTY": tmp_path / "empty", "GOOD": good, "OUT": tmp_path / "out"}
     args = [str(paths.get(a, a)) for a in argv.split()] + ["--workers", "0"] * (argv[0] != "g")
     res = CliRunner().invoke(main, args)
@@ -187,9 +192,10 @@ def test_a_folder_of_unreadable_images_is_an_error_not_an_empty_table(command, t
     broken.mkdir()
     (broken / "zero.jpg").write_bytes(b"")
     (broken / "text.png").write_text("not an image")
-    good = tmp_path / "good" / "only"
-    good.mkdir(parents=True)
-    _noise(64, 64).save(good / "x.png")
+    for label in ("a", "b"):  # the smallest downstream data that can measure a head
+        (tmp_path / "good" / label).mkdir(parents=True)
+        for i in range(2):
+            _noise(64, 64, seed=i).save(tmp_path / "good" / label / f"{i}.png")
     out = tmp_path / "out"
     argv = [command, "--model", "tiny_test_net", "--images", str(broken), "--out", str(out)]
     argv += ["--workers", "0", "--quiet", "--cache", str(tmp_path / "cache")]

@@ -49,7 +49,7 @@ def test_parse_examples():
         "*:d>0.95:share>0.01",
         "*:q<0.05:count=0",
     ]
-    assert parse_gate("layer4.2*:d>.9:count>-1")[0].layer == "layer4.2*"
+    assert parse_gate("layer4.2*:d>.9:count>1")[0].layer == "layer4.2*"
 
 
 @pytest.mark.parametrize(

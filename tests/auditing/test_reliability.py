@@ -28,6 +28,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
+@pytest.mark.slow
 def test_audits_never_touch_the_network(no_network, image_dir):
     for model, pretrained in (("efficientnet_lite0", True), ("resnet18", False)):
         result = audit(
@@ -62,6 +63,7 @@ def test_missing_weights_do_not_download_without_asking(
     assert res.exit_code == 1 and "--download-weights" in res.output
 
 
+@pytest.mark.slow
 def test_tables_figure_data_and_probes_are_identical_across_processes(image_dir, tmp_path):
     """Two processes (different hash seeds and worker counts): the same tables, figure CSVs and
     probe image bytes."""

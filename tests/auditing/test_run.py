@@ -71,6 +71,7 @@ def test_a_planted_text_detector_is_found(image_dir):
 
 
 @needs_imagenet_samples()
+@pytest.mark.slow
 def test_efficientnet_lite0_on_imagenet_samples(tmp_path):
     result = audit(IMAGENET_SAMPLES, limit=24, progress=False, scenarios=["chinese", "numerals"])
     paths = result.save(tmp_path)

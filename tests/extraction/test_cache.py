@@ -76,6 +76,7 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_sigkill_during_extraction_resumes_to_identical_tables(image_dir, tmp_path):
     cache = tmp_path / "cache"
     proc = _start_slow_child(image_dir, cache, delay="0.4")
@@ -102,6 +103,7 @@ def test_sigkill_during_extraction_resumes_to_identical_tables(image_dir, tmp_pa
     assert resumed.texts == straight.texts and resumed.image_ids == straight.image_ids
 
 
+@pytest.mark.slow
 def test_a_second_run_waits_for_the_first_and_reuses_its_work(image_dir, tmp_path, capsys):
     cache = tmp_path / "cache"
     proc = _start_slow_child(image_dir, cache, delay="0.1")
@@ -167,6 +169,7 @@ CHANGES = {  # key part: (change -> extract kwargs, frames expected: "all" or "p
 
 
 @pytest.mark.parametrize("part", list(CHANGES))
+@pytest.mark.slow
 def test_an_entry_is_not_reused_when_its_key_changes(part, records, tmp_path, restore_counting_net):
     cache = ActivationCache(tmp_path / "cache")
     n = len(records)
@@ -217,6 +220,7 @@ def test_clean_entry_is_shared_by_a_new_scenario(records, tmp_path):
         records,
         [Scenario.preset("latin"), Scenario.preset("hindi")],
         layers=["logits"],
+        batch_size=2,  # as _extract: the batch size is in the key
         num_workers=0,
         progress=False,
         cache=cache,
@@ -294,11 +298,12 @@ def test_several_models_write_one_folder_each(image_dir, tmp_path):
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output
     for name in ("counting_net", "tiny_test_net"):
-        table = pd.read_parquet(tmp_path / "run" / name / "units.parquet")
+        table = pd.read_parquet(tmp_path / "run" / "models" / name / "units.parquet")
         assert set(table["model"]) == {name}
 
 
 @needs_imagenet_samples()
+@pytest.mark.slow
 def test_efficientnet_lite0_blocks_from_the_cache_on_imagenet_samples(tmp_path):
     from wmprobe.auditing.run import audit
 

@@ -141,6 +141,7 @@ def test_mitigate_reads_the_probe_features_an_audit_cached(image_dir, folder_dat
     assert run.timings["probe_set_features"] == 0.0  # nothing computed: the audit's entries
 
 
+@pytest.mark.slow
 def test_paper_training_option_trains_every_fraction(image_dir, folder_dataset, tmp_path):
     run = mitigate(
         image_dir, folder_dataset, fractions=[0, 0.5], C=1.0, training="paper", epochs=2,
@@ -210,6 +211,7 @@ def test_cli_caltech256_without_network_gives_one_line(offline_caltech, image_di
     assert "Could not download Caltech-256" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_cli_mitigate_writes_the_run(image_dir, folder_dataset, tmp_path):
     out = tmp_path / "run"
     argv = ["mitigate", "--model", "tiny_test_net", "--images", str(image_dir), "--downstream"]
@@ -226,6 +228,7 @@ def test_cli_mitigate_writes_the_run(image_dir, folder_dataset, tmp_path):
 
 @needs_imagenet_samples()
 @needs_caltech101()
+@pytest.mark.slow
 def test_real_export_reproduces_the_table_on_a_caltech101_subset(tmp_path):
     folder = tmp_path / "caltech-subset"  # symbolic links to 4 classes x 5 images
     for name in ("Leopards", "Motorbikes", "accordion", "airplanes"):
@@ -241,3 +244,13 @@ def test_real_export_reproduces_the_table_on_a_caltech101_subset(tmp_path):
     row = pd.read_csv(out / "table.csv").set_index("fraction").loc[0.1]
     assert row["left_out"] == 128 and row["accuracy"] >= 0.75
     assert accuracy_of_export(out, folder) == pytest.approx(row["accuracy"])
+
+
+def test_mitigate_takes_a_config_and_refuses_unknown_options(image_dir, folder_dataset):
+    from wmprobe.errors import InvalidArgumentError
+    from wmprobe.mitigation.pipeline import MitigationConfig
+
+    config = MitigationConfig(model="tiny_test_net", fractions=(0, 0.5))
+    assert config.replace(ranking="max").ranking == "max" and config.ranking == "d"
+    with pytest.raises(InvalidArgumentError, match="colour"):
+        mitigate(image_dir, folder_dataset, config, colour="red")

@@ -56,6 +56,7 @@ def no_network(monkeypatch, tmp_path):
         monkeypatch.setattr(timm.models._hub, "hf_hub_download", refuse, raising=False)
 
 
+@pytest.mark.slow
 def test_listing_models_does_not_import_timm():
     code = "import sys, wmprobe.models; wmprobe.models.list_models(); print('timm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -92,6 +93,7 @@ def test_every_paper20_entry_builds_without_weights(name, no_network):
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "vit_base_patch16_224"])
+@pytest.mark.slow
 def test_random_init_runs_for_real(name, no_network):
     if name.startswith("vit") and not HAS_TIMM:
         pytest.skip("needs the optional timm package")

@@ -105,7 +105,7 @@ def test_folder_errors(tmp_path, image_dir):
     twice.mkdir()
     Image.new("RGB", (8, 8)).save(twice / "a.png")
     Image.new("RGB", (8, 8)).save(twice / "a.jpg")
-    with pytest.raises(ProbeFolderError, match="Two probe files for one image"):
+    with pytest.raises(ProbeFolderError, match="Two files have the image id"):
         resolve_scenarios([f"folder:{twice}"])
     other = tmp_path / "other"
     other.mkdir()
@@ -132,7 +132,7 @@ def test_cli_generate_scenarios_and_jpeg_quality(image_dir, tmp_path):
     for name in ("null", "null+jpeg_probe", "hindi+placebo_blur", "imagenet_w", "folder:PATH"):
         assert name in listing.output
     spec = tmp_path / "s.toml"
-    spec.write_text('[scenarios.url]\ntext = "www.x.example"\nopacity = [0.5, 1.0]\n')
+    spec.write_text('[scenarios.url]\ntext = "x.example"\nopacity = [0.5, 1.0]\n')
     listed = runner.invoke(main, ["scenarios", "--spec", str(spec)])
     assert listed.exit_code == 0 and "url@opacity=0.5" in listed.output
     spec.write_text("[scenarios.url]\ntext = 'x'\nopacty = 1\n")

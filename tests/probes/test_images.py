@@ -32,13 +32,15 @@ def test_imagenet_sample_names_get_labels_and_watermarked_are_left_out(tmp_path)
     assert imagenet_label("n02971356_carton.JPEG") == 478
 
 
-def test_other_folders_have_no_labels_and_keep_everything(tmp_path):
+def test_other_folders_keep_everything_but_the_known_watermarked_names(tmp_path):
     _save(tmp_path / "a" / "x.png")
     _save(tmp_path / "b" / "x.png")
-    _save(tmp_path / "n02971356_carton.JPEG")
+    _save(tmp_path / "n01440764_tench.JPEG")
+    _save(tmp_path / "n02971356_carton.JPEG")  # left out by name in any folder (issue 13.8)
     found = scan_folder(tmp_path)
-    assert [r.image_id for r in found.records] == ["a/x", "b/x", "n02971356_carton"]
-    assert [r.label for r in found.records] == [-1, -1, 478] and not found.excluded
+    assert [r.image_id for r in found.records] == ["a/x", "b/x", "n01440764_tench"]
+    assert [r.label for r in found.records] == [-1, -1, 0]
+    assert list(found.excluded) == ["n02971356_carton"]
     assert len(scan_folder(tmp_path, limit=2)) == 2
 
 

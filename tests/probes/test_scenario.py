@@ -172,6 +172,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_identical_pixels_and_hashes_in_another_process_and_any_order():
     names = ["chinese", "hindi+placebo_noise", "latin+placebo_blur", "null+jpeg_probe"]
     ids = ["a", "dir/b", "c"]

@@ -100,6 +100,7 @@ def check_figure_csvs_match_tables(root: Path, figures_dir: Path) -> list[str]:
     return checked
 
 
+@pytest.mark.slow
 def test_every_figure_csv_equals_the_tables(study):
     figures_dir = study.out / "report" / "figures"
     checked = check_figure_csvs_match_tables(study.out, figures_dir)
@@ -112,6 +113,7 @@ def test_every_figure_csv_equals_the_tables(study):
         assert Image.open(figures_dir / f"{key}.png").size[0] > 300
 
 
+@pytest.mark.slow
 def test_report_lists_skipped_models_and_is_self_contained(study):
     html = study.report_html.read_text()
     assert "no_such_net" in html and "UnknownModelError" in html
@@ -123,6 +125,7 @@ def test_report_lists_skipped_models_and_is_self_contained(study):
     assert "wmprobe reproduce" in html or "study command" in html
 
 
+@pytest.mark.slow
 def test_report_of_block_layers_and_extra_columns(tmp_path):
     table = synthetic_table(models=("m1",), scenarios=("chinese",))
     table.to_parquet(tmp_path / "units.parquet")
@@ -166,6 +169,7 @@ def test_figures_are_figures_and_bad_input_is_named():
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_report_loads_in_headless_chromium_with_every_figure(study):
     page = load_page(study.report_html)
     assert page.console == []
@@ -177,6 +181,7 @@ def test_report_loads_in_headless_chromium_with_every_figure(study):
 
 
 @needs_chromium
+@pytest.mark.slow
 def test_tables_sort_when_a_header_is_clicked(study, tmp_path):
     html = study.report_html.read_text()
     probe = (
@@ -196,6 +201,7 @@ def test_tables_sort_when_a_header_is_clicked(study, tmp_path):
 
 
 @needs_imagenet_samples()
+@pytest.mark.slow
 def test_real_data_study_report(tmp_path):
     result = small_study(
         IMAGENET_SAMPLES, tmp_path, models=["efficientnet_lite0"], scenarios=["chinese"], limit=12

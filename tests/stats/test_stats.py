@@ -69,6 +69,7 @@ def tied_data(kind: str, n0: int, n1: int, units: int, seed: int = 0):
 
 
 @pytest.mark.parametrize("kind", ["relu32", "mixed32", "float64", "int"])
+@pytest.mark.slow
 def test_auc_matches_sklearn_with_ties(kind):
     c, p = tied_data(kind, 37, 53, 300)
     assert np.abs(auc(c, p) - sklearn_auc(c, p)).max() <= 1e-9

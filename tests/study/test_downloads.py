@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from wmprobe.cli import main
-from wmprobe.study.downloads import DownloadError, UnsafeArchiveError, fetch, safe_extract
+from wmprobe.errors import DatasetDownloadError, UnsafeArchiveError
+from wmprobe.study.downloads import fetch, safe_extract
 
 
 @pytest.fixture()
@@ -54,14 +55,14 @@ def test_wrong_checksum_leaves_nothing(server, tmp_path):
     root, url = server
     _tar(root / "good.tar", {"x.txt": b"hello"})
     dest = tmp_path / "dl"
-    with pytest.raises(DownloadError, match="not the expected"):
+    with pytest.raises(DatasetDownloadError, match="not the expected"):
         fetch(f"{url}/good.tar", dest / "good.tar", sha256="0" * 64)
     assert not list(dest.iterdir())
 
 
 def test_download_without_checksum_is_refused(server, tmp_path):
     root, url = server
-    with pytest.raises(DownloadError, match="without a checksum"):
+    with pytest.raises(DatasetDownloadError, match="without a checksum"):
         fetch(f"{url}/x.tar", tmp_path / "x.tar", sha256=None)
 
 
@@ -69,7 +70,7 @@ def test_refused_connection_is_a_clear_error(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    with pytest.raises(DownloadError, match="Could not download"):
+    with pytest.raises(DatasetDownloadError, match="Could not download"):
         fetch(f"http://127.0.0.1:{port}/x.tar", tmp_path / "x.tar", sha256="0" * 64, timeout=5)
 
 

@@ -30,6 +30,7 @@ def test_paper_preset_lists_the_papers_twenty_models():
     assert {"vit_base_patch16_224", "beit_base_patch16_224", "alexnet"} <= set(PAPER_MODELS)
 
 
+@pytest.mark.slow
 def test_study_audits_skips_unknown_models_and_reports(study):
     statuses = {m: s.status for m, s in study.statuses.items()}
     assert statuses == {
@@ -53,6 +54,7 @@ def test_study_audits_skips_unknown_models_and_reports(study):
     assert "no_such_net" in html and "Unknown model" in html
 
 
+@pytest.mark.slow
 def test_a_finished_model_is_not_audited_again(study, images):
     run_json = study.out / "models" / "tiny_test_net" / "run.json"
     before = run_json.stat().st_mtime_ns
@@ -61,6 +63,7 @@ def test_a_finished_model_is_not_audited_again(study, images):
     assert run_json.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_changed_settings_mean_a_fresh_audit(study, images, tmp_path):
     out = tmp_path / "s"
     first = small_study(images, out, models=["tiny_test_net"], limit=4, report=False)
@@ -105,6 +108,7 @@ def test_mitigation_hook_skips_with_a_reason_or_calls_the_step(tmp_path, monkeyp
     assert any("skipped" in line for line in said)
 
 
+@pytest.mark.slow
 def test_reproduce_and_report_commands(images, tmp_path):
     out = tmp_path / "cli"
     argv = ["reproduce", "--images", str(images), "--models", "tiny_test_net,no_such_net"]
@@ -136,6 +140,7 @@ def test_audit_command_records_its_command_line(image_dir, tmp_path):
     assert "--random-weights" not in command and "--quiet" in command
 
 
+@pytest.mark.slow
 def test_reproduce_runs_the_mitigation_sweep_with_a_downstream_folder(
     images, tmp_path, monkeypatch
 ):

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from wmprobe.errors import InvalidArgumentError
 from wmprobe.extraction.activations import CLEAN, Activations
 from wmprobe.probes.images import ImageRecord
 
@@ -67,7 +68,7 @@ def top_images_table(
     ``-change`` (AUC < 0.5). ``path`` is the image file, ``text`` the string drawn on its probe.
     """
     if units < 1 or images < 1:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected arguments `units` and `images` to be >= 1 but got {units} and {images}"
         )
     paths = {r.image_id: str(r.path) for r in records}

@@ -19,23 +19,35 @@ only), ``*:q<0.05:count>0``.
 
 A gate is evaluated separately on every (model, scenario, layer) group of the unit table that its
 patterns match, and trips when the measure of that group meets the limit. A gate that matches no
-group raises :class:`~wmprobe.errors.GateError`, so a typo cannot pass CI silently.
+group raises :class:`~wmprobe.errors.GateError`, so a typo cannot pass CI silently;
+:func:`check_gates` says so before the audit, from the names the audit was asked for. A gate whose
+outcome is fixed by the ranges of its column and measure (``d<0.4``: d is never below 0.5;
+``share>2``; ``count>=0``) is refused when parsed, with the reason.
 """
 
 from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 import numpy as np
 import pandas as pd
 
-from wmprobe.errors import GateError, GateSyntaxError
+from wmprobe.errors import GateError, GateSyntaxError, InvalidArgumentError
 
-__all__ = ["GRAMMAR", "Gate", "GateResult", "any_tripped", "evaluate_gates", "parse_gate"]
+__all__ = [
+    "GRAMMAR",
+    "Gate",
+    "GateResult",
+    "any_tripped",
+    "check_gates",
+    "check_gates_for_audit",
+    "evaluate_gates",
+    "parse_gate",
+]
 
 GRAMMAR = (
     "gate := [scenario/]layer:column op number:measure op number, several separated by commas; "
@@ -58,6 +70,14 @@ _CONDITION = re.compile(rf"^(?P<name>[A-Za-z_]+)\s*(?P<op>{_OP})\s*(?P<num>{_NUM
 _PATTERN = re.compile(r"^[^\s,:/]+$")
 COLUMNS = ("d", "auc", "q")
 MEASURES = ("count", "share")
+#: The values each column and measure can take (count has no upper bound).
+RANGES: dict[str, tuple[float, float]] = {
+    "d": (0.5, 1.0),
+    "auc": (0.0, 1.0),
+    "q": (0.0, 1.0),
+    "count": (0.0, float("inf")),
+    "share": (0.0, 1.0),
+}
 
 
 @dataclass(frozen=True)
@@ -132,7 +152,96 @@ def _parse_one(text: str) -> Gate:
     column, op, value = _parse_condition(text, parts[1], COLUMNS, "column")
     measure, measure_op, limit = _parse_condition(text, parts[2], MEASURES, "measure")
     scenario = None if scenario is None else scenario.strip()
-    return Gate(scenario, layer.strip(), column, op, value, measure, measure_op, limit)
+    gate = Gate(scenario, layer.strip(), column, op, value, measure, measure_op, limit)
+    _check_meaningful(gate)
+    return gate
+
+
+def _outcome(name: str, op: str, value: float) -> bool | None:
+    """True when ``name op value`` holds for every value ``name`` can take, False when for none,
+    None when it depends on the data."""
+    low, high = RANGES[name]
+    never = {
+        ">": value >= high,
+        ">=": value > high,
+        "<": value <= low,
+        "<=": value < low,
+        "==": not low <= value <= high or (name == "count" and not float(value).is_integer()),
+        "=": not low <= value <= high or (name == "count" and not float(value).is_integer()),
+    }[op]
+    always = {
+        ">": value < low,
+        ">=": value <= low,
+        "<": value > high,
+        "<=": value >= high,
+        "==": low == high == value,
+        "=": low == high == value,
+    }[op]
+    return False if never else True if always else None
+
+
+def _check_meaningful(gate: Gate) -> None:
+    """Refuse a gate that trips always or never, whatever the audit finds."""
+    low, high = RANGES[gate.column]
+    span = f"{gate.column} is always in [{_num(low)}, {_num(high)}]"
+    condition = _outcome(gate.column, gate.op, gate.value)
+    if condition is True:
+        raise GateError(
+            f"Gate {gate} is refused: {gate.column}{gate.op}{_num(gate.value)} holds for every "
+            f"unit ({span}), so it measures only the layer's size; use a threshold inside."
+        )
+    if condition is False:
+        trips = _OPS[gate.measure_op](0.0, gate.limit)
+        raise GateError(
+            f"Gate {gate} is refused: {gate.column}{gate.op}{_num(gate.value)} holds for no unit "
+            f"({span}), so the gate would {'always' if trips else 'never'} trip."
+        )
+    measure = _outcome(gate.measure, gate.measure_op, gate.limit)
+    if measure is not None:
+        low, high = RANGES[gate.measure]
+        raise GateError(
+            f"Gate {gate} is refused: {gate.measure} is always in [{_num(low)}, "
+            f"{'any number' if high == float('inf') else _num(high)}], so "
+            f"{gate.measure}{gate.measure_op}{_num(gate.limit)} would "
+            f"{'always' if measure else 'never'} trip."
+        )
+
+
+def check_gates(
+    gates: Iterable[Gate],
+    scenarios: Sequence[str],
+    layers: Sequence[str],
+    more_layers: Callable[[], Sequence[str]] | None = None,
+) -> None:
+    """Raise :class:`GateError` for a gate whose patterns match none of the names an audit will
+    have: ``scenarios`` and ``layers`` (as the unit table names them). ``more_layers`` gives
+    further layer names (``blocks`` expanded) when the explicit ones do not match; it is called
+    at most once.
+
+    Example:
+        >>> check_gates(parse_gate("featurs:d>0.9:count>1"), ["latin"], ["logits", "features"])
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        wmprobe.errors.GateError: Gate featurs:d>0.9:count>1 names layer 'featurs', which ...
+    """
+    layer_names = list(layers)
+    expanded = False
+    for gate in gates:
+        if gate.scenario is not None and not any(fnmatchcase(s, gate.scenario) for s in scenarios):
+            raise GateError(
+                f"Gate {gate} names scenario {gate.scenario!r}, which the audit does not have "
+                f"(scenarios: {', '.join(scenarios)})."
+            )
+        if not any(fnmatchcase(n, gate.layer) for n in layer_names) and not expanded:
+            if more_layers is not None:
+                layer_names += [n for n in more_layers() if n not in layer_names]
+            expanded = True
+        if not any(fnmatchcase(n, gate.layer) for n in layer_names):
+            raise GateError(
+                f"Gate {gate} names layer {gate.layer!r}, which the audit does not have "
+                f"(layers: {', '.join(layer_names)})."
+            )
 
 
 def parse_gate(text: str | Iterable[str]) -> list[Gate]:
@@ -147,6 +256,37 @@ def parse_gate(text: str | Iterable[str]) -> list[Gate]:
     if not gates:
         raise _syntax_error(", ".join(map(str, texts)), "no gate given")
     return gates
+
+
+def check_gates_for_audit(
+    gates: Sequence[Gate],
+    *,
+    scenarios: Sequence[str],
+    layers: Sequence[str],
+    models: Sequence[str],
+    arch: str | None = None,
+    unsafe_load: bool = False,
+) -> None:
+    """:func:`check_gates` for an audit request, before any work: ``scenarios`` as the audit takes
+    them (presets, spec files, folders) and ``layers`` with ``blocks`` expanded for each of
+    ``models`` (built without weights) only when the other names do not match."""
+    from wmprobe.models import load_model
+    from wmprobe.models.layers import BLOCKS, resolve_layers
+    from wmprobe.probes.scenario import resolve_scenarios
+
+    if not gates:
+        return
+    names = [s.name for s in resolve_scenarios(list(scenarios))]
+    explicit = [n for n in layers if n != BLOCKS]
+    for model in models:
+
+        def blocks(model: str = model) -> list[str]:
+            if BLOCKS not in layers:
+                return []
+            loaded = load_model(model, device="meta", arch=arch, unsafe_load=unsafe_load)
+            return [layer.name for layer in resolve_layers(loaded, [BLOCKS])]
+
+        check_gates(gates, names, explicit, blocks)
 
 
 def evaluate_gates(gates: Iterable[Gate], table: pd.DataFrame) -> list[GateResult]:
@@ -170,7 +310,7 @@ def evaluate_gates(gates: Iterable[Gate], table: pd.DataFrame) -> list[GateResul
     need = {"layer", "scenario", "unit"} | {g.column for g in gates}
     missing = sorted(need - set(table.columns))
     if missing:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected argument `table` to have columns {sorted(need)} but it lacks {missing}"
         )
     keys = ["model", "scenario", "layer"] if "model" in table.columns else ["scenario", "layer"]
@@ -206,5 +346,14 @@ def evaluate_gates(gates: Iterable[Gate], table: pd.DataFrame) -> list[GateResul
 
 
 def any_tripped(results: Iterable[GateResult]) -> bool:
-    """True when at least one gate result tripped (the CI run should fail)."""
+    """True when at least one gate result tripped (the CI run should fail).
+
+    Example:
+        >>> t = pd.DataFrame({"layer": "fc", "scenario": "latin", "unit": [0, 1, 2],
+        ...                   "auc": [0.5, 0.95, 0.99], "d": [0.5, 0.95, 0.99], "q": 0.5})
+        >>> any_tripped(evaluate_gates(parse_gate("fc:d>0.9:count>2"), t))
+        False
+        >>> any_tripped(evaluate_gates(parse_gate("fc:d>0.9:count>1"), t))
+        True
+    """
     return any(r.tripped for r in results)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import time
 from collections.abc import Sequence
@@ -14,19 +13,19 @@ import pandas as pd
 
 from wmprobe._version import __version__
 from wmprobe.auditing.tables import audit_table, class_table, output_summary, stability_table
-from wmprobe.errors import ImageFolderError, ScenarioSpecError
-from wmprobe.extraction.activations import LAYERS, Activations, extract, require_readable
+from wmprobe.constants import DEFAULT_LAYERS, THRESHOLDS
+from wmprobe.errors import ImageFolderError, InvalidArgumentError, RunFolderError
+from wmprobe.extraction.activations import Activations, extract, require_readable
 from wmprobe.extraction.cache import ActivationCache
+from wmprobe.extraction.engines import Engine
 from wmprobe.models import load_model
 from wmprobe.probes.artifacts import PAPER_SCENARIOS
 from wmprobe.probes.folder import FolderScenario
-from wmprobe.probes.images import ImageSet, check_jpeg_quality, scan_folder
+from wmprobe.probes.images import ImageSet, check_jpeg_quality, imagenet_wnids, scan_folder
 from wmprobe.probes.scenario import Scenario, resolve_scenarios
+from wmprobe.stats import count_above
 
-#: The paper's thresholds on d.
-THRESHOLDS = (0.7, 0.8, 0.9, 0.95)
-
-__all__ = ["THRESHOLDS", "AuditResult", "audit"]
+__all__ = ["AuditResult", "audit"]
 
 
 @dataclass
@@ -48,8 +47,8 @@ class AuditResult:
         rows = []
         for (scenario, layer), group in self.table.groupby(["scenario", "layer"], sort=False):
             row = {"scenario": scenario, "layer": layer, "units": len(group)}
-            for t in thresholds:
-                row[f"d>{t}"] = int((group["d"] > t).sum())
+            above = count_above(group["d"].to_numpy(), tuple(thresholds))
+            row.update({f"d>{t}": above[float(t)] for t in thresholds})
             row["q<0.05"] = int((group["q"] < 0.05).sum())
             row["null_thr"] = round(float(group["null_threshold"].iloc[0]), 4)
             row["d>null_thr"] = int(group["calibrated"].sum())
@@ -88,49 +87,30 @@ class AuditResult:
 
         Also the per-image evidence the report needs (see :mod:`wmprobe.auditing.evidence`):
         ``predictions.parquet`` and ``top_images.parquet`` when logits were extracted, and
-        ``accuracy.csv`` (variant, top1) when labels are known. run.json is written last, so a
-        folder with run.json is complete.
+        ``accuracy.csv`` (variant, top1) when labels are known. What an earlier run left in the
+        folder goes first (:func:`wmprobe.auditing.runfolder.clear`); run.json is written last,
+        so a folder with run.json is complete. A write failure is a
+        :class:`~wmprobe.errors.RunFolderError` (the activations stay in the cache).
         """
-        from wmprobe.auditing.evidence import predictions_table, top_images_table
+        from wmprobe.auditing import runfolder
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "run.json").unlink(missing_ok=True)  # an earlier run's: the folder is not complete
-        paths = {name: out / name for name in (
-            "units.parquet", "units.csv", "counts.csv", "outputs.csv", "classes.parquet",
-            "stability.csv", "summary.txt",
-        )}  # fmt: skip
-        _atomic_write(paths["units.parquet"], lambda p: self.table.to_parquet(p, index=False))
-        _atomic_write(paths["units.csv"], lambda p: self.table.to_csv(p, index=False))
-        _atomic_write(paths["counts.csv"], lambda p: self.counts().to_csv(p, index=False))
-        for name, frame in (
-            ("outputs.csv", self.outputs),
-            ("classes.parquet", self.classes),
-            ("stability.csv", self.stability),
-        ):
+        out = runfolder.check_writable(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"Cannot create the run folder {str(out)!r}: {exc}") from exc
+        runfolder.clear(out)  # run.json first: the folder is not complete until the end
+        paths: dict[str, Path] = {}
+        for name, frame in self._outputs().items():
             if frame is None:
-                paths.pop(name)
+                continue
+            if isinstance(frame, str):
+                write = frame
             elif name.endswith(".parquet"):
-                _atomic_write(paths[name], lambda p, f=frame: f.to_parquet(p, index=False))
+                write = lambda p, f=frame: f.to_parquet(p, index=False)  # noqa: E731
             else:
-                _atomic_write(paths[name], lambda p, f=frame: f.to_csv(p, index=False))
-        _atomic_write(paths["summary.txt"], lambda p: Path(p).write_text(self.summary() + "\n"))
-        extra = {
-            "accuracy.csv": (self.accuracy(), lambda df, p: df.to_csv(p, index=False)),
-            "predictions.parquet": (
-                predictions_table(self.activations),
-                lambda df, p: df.to_parquet(p, index=False),
-            ),
-            "top_images.parquet": (
-                top_images_table(self.activations, self.table, self.images.records),
-                lambda df, p: df.to_parquet(p, index=False),
-            ),
-        }
-        for name, (frame, write) in extra.items():
-            if frame is not None:
-                paths[name] = out / name
-                _atomic_write(paths[name], lambda p, f=frame, w=write: w(f, p))
-        paths["run.json"] = out / "run.json"
+                write = lambda p, f=frame: f.to_csv(p, index=False)  # noqa: E731
+            paths[name] = runfolder.write_file(out, name, write)
         manifest = {
             **self.config,
             "wmprobe_version": __version__,
@@ -140,32 +120,27 @@ class AuditResult:
             "images_skipped": self.activations.skipped,
             "seconds": round(self.seconds, 2),
         }
-        _atomic_write(
-            paths["run.json"], lambda p: Path(p).write_text(json.dumps(manifest, indent=2))
-        )
+        paths["run.json"] = runfolder.write_run_json(out, manifest)
         return paths
 
+    def _outputs(self) -> dict[str, pd.DataFrame | str | None]:
+        """Each file of the run folder and what goes in it (None: not written for this run)."""
+        from wmprobe.auditing.evidence import predictions_table, top_images_table
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
-
-
-def _resolve(scenarios: Sequence[str | Scenario]) -> list[Scenario]:
-    items = list(scenarios)
-    if all(isinstance(s, str) for s in items):
-        return resolve_scenarios(items)  # type: ignore[arg-type]
-    out: list[Scenario] = []
-    for item in items:
-        out += [item] if isinstance(item, Scenario) else resolve_scenarios([item])
-    names = [s.name for s in out]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ScenarioSpecError(
-            f"Scenario(s) {', '.join(twice)} given twice; names must be unique in one run."
-        )
-    return out
+        return {
+            "units.parquet": self.table,
+            "units.csv": self.table,
+            "counts.csv": self.counts(),
+            "outputs.csv": self.outputs,
+            "classes.parquet": self.classes,
+            "stability.csv": self.stability,
+            "summary.txt": self.summary() + "\n",
+            "accuracy.csv": self.accuracy(),
+            "predictions.parquet": predictions_table(self.activations),
+            "top_images.parquet": top_images_table(
+                self.activations, self.table, self.images.records
+            ),
+        }
 
 
 def _pair_probe_folders(
@@ -191,6 +166,20 @@ def _pair_probe_folders(
     return dataclasses.replace(image_set, records=records, excluded=excluded), unpaired
 
 
+def _labels_for(image_set: ImageSet, n_outputs: int) -> tuple[ImageSet, str | None]:
+    """``image_set`` with its ImageNet labels dropped when the model does not have ImageNet's
+    1000 outputs (the labels would index other classes), and the note that says so."""
+    n_imagenet = len(imagenet_wnids())
+    if n_outputs == n_imagenet or all(r.label < 0 for r in image_set.records):
+        return image_set, None
+    records = [dataclasses.replace(r, label=-1) for r in image_set.records]
+    note = (
+        f"ImageNet labels not used: the model has {n_outputs} outputs, not ImageNet's "
+        f"{n_imagenet} classes (no accuracy; unit AUCs need no labels)"
+    )
+    return dataclasses.replace(image_set, records=records), note
+
+
 def _cache(cache: bool | str | Path | ActivationCache | None) -> ActivationCache | None:
     if cache is True:
         return ActivationCache()
@@ -206,7 +195,7 @@ def audit(
     *,
     model: str = "efficientnet_lite0",
     scenarios: Sequence[str | Scenario] = PAPER_SCENARIOS,
-    layers: Sequence[str] = LAYERS,
+    layers: Sequence[str] = DEFAULT_LAYERS,
     seed: int = 0,
     limit: int | None = None,
     keep_watermarked: bool = False,
@@ -223,13 +212,15 @@ def audit(
     arch: str | None = None,
     unsafe_load: bool = False,
     threads: int | None = None,
+    engine: Engine | None = None,
 ) -> AuditResult:
     """Audit one model: how well each of its units tells clean images from watermarked ones.
 
     ``layers`` are ``logits``, ``features``, ``blocks`` or module paths (``wmprobe layers``).
     ``cache``: True uses the default cache folder (``$WMPROBE_CACHE`` or ``~/.cache/wmprobe``),
     a path or an :class:`~wmprobe.extraction.cache.ActivationCache` that one, False none.
-    ``arch`` and ``unsafe_load`` apply to ``ckpt:`` models. See
+    ``arch`` and ``unsafe_load`` apply to ``ckpt:`` models. ``engine``: where the activations are
+    computed (:func:`wmprobe.extraction.engines.get_engine`; None: here). See
     :func:`~wmprobe.extraction.activations.extract` for the rest. ``scenarios`` are names that
     :func:`wmprobe.probes.scenario.resolve_scenarios` understands
     (presets with modifiers, ``FILE.toml``, ``folder:PATH``) or :class:`Scenario` objects. With
@@ -242,10 +233,14 @@ def audit(
     """
     start = time.perf_counter()
     if not scenarios:
-        raise ValueError("Expected argument `scenarios` to name at least one scenario but got none")
+        raise InvalidArgumentError(
+            "Expected argument `scenarios` to name at least one scenario but got none"
+        )
     if jpeg_quality is not None:
         check_jpeg_quality(jpeg_quality)
-    probe_sets = _resolve(scenarios)  # unknown names, bad files, missing packages: fail now
+    probe_sets = resolve_scenarios(
+        scenarios
+    )  # unknown names, bad files, missing packages: fail now
     image_set = (
         images
         if isinstance(images, ImageSet)
@@ -260,6 +255,7 @@ def audit(
         arch=arch,
         unsafe_load=unsafe_load,
     )
+    image_set, labels_dropped = _labels_for(image_set, len(loaded.class_names))
     store = _cache(cache)
     acts = extract(
         loaded,
@@ -275,6 +271,7 @@ def audit(
         dtype=dtype,
         jpeg_quality=jpeg_quality,
         threads=threads,
+        engine=engine,
     )
     require_readable(acts, len(image_set))
     config = {
@@ -283,18 +280,22 @@ def audit(
         "images": str(image_set.root),
         "scenarios": [s.name for s in probe_sets],
         "scenario_specs": {s.name: s.spec_hash() for s in probe_sets},
+        "scenario_definitions": [s.to_dict() for s in probe_sets],
         "probes_without_clean_image": unpaired,
         "jpeg_quality": jpeg_quality,
         "layers": list(layers),
         "seed": seed,
         "limit": limit,
         "keep_watermarked": keep_watermarked,
-        "device": str(loaded.device),
+        "device": engine.device(device) if engine and engine.remote else str(loaded.device),
+        "engine": "local" if engine is None else engine.name,
         "reduction": reduction,
         "dtype": dtype,
         "cache": str(store.root) if store is not None else None,
         "weights_hash": loaded.weights_hash() if store is not None else None,
     }
+    if labels_dropped:
+        config["labels_dropped"] = labels_dropped
     table = audit_table(acts, loaded.class_names, seed=seed)
     has_logits = "logits" in acts.values
     return AuditResult(

@@ -17,6 +17,8 @@ def format_summary(result: AuditResult, top_k: int = 5) -> str:
         f"wmprobe audit: {result.model} on {len(acts.image_ids)} images "
         f"({', '.join(result.config.get('scenarios', []))}; seed {result.config.get('seed')})",
     ]
+    if result.config.get("labels_dropped"):
+        lines.append(result.config["labels_dropped"])
     if result.images.excluded:
         lines.append(f"left out {len(result.images.excluded)} image(s):")
         lines += [f"  {i}: {why}" for i, why in list(result.images.excluded.items())[:20]]
@@ -43,5 +45,7 @@ def format_summary(result: AuditResult, top_k: int = 5) -> str:
                 f"  {r.scenario}: clean {r.acc_clean:.1f}, probe {r.acc_probe:.1f}, "
                 f"in_w_gap {r.in_w_gap:+.1f}{carton}; flips to {r.top_flips or 'none'}"
             )
+    if result.config.get("baseline_check"):  # wmprobe audit --check-baseline
+        lines += ["", *result.config["baseline_check"]]
     lines += ["", f"took {result.seconds:.1f} s"]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from wmprobe.errors import InvalidArgumentError
 from wmprobe.extraction.activations import CLEAN, Activations
 from wmprobe.stats.core import (
     auc,
@@ -75,13 +76,13 @@ def permutation_null_d(
     """
     c, p = np.asarray(clean), np.asarray(probe)
     if c.shape != p.shape:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected arguments `clean` and `probe` to be paired (same shape) but got {c.shape} "
             f"and {p.shape}"
         )
     swaps = sign_flip_masks(c.shape[0], n_perm, seed) if swaps is None else np.asarray(swaps)
     if swaps.ndim != 2 or swaps.shape[1] != c.shape[0]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected argument `swaps` of shape [n_perm, {c.shape[0]}] but got {swaps.shape}"
         )
     out = np.empty((swaps.shape[0], c.shape[1]))

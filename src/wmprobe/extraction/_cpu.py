@@ -28,6 +28,8 @@ from collections.abc import Iterator
 
 import torch
 
+from wmprobe.errors import InvalidArgumentError
+
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _DEFAULT_THRESHOLD = 128 * 1024  # glibc's default for both
@@ -94,7 +96,7 @@ def inference_scope(threads: int | None = None) -> Iterator[InferenceScope]:
     previous_threads = torch.get_num_threads()
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"Expected argument `threads` to be >= 1 but got {threads}")
+            raise InvalidArgumentError(f"Expected argument `threads` to be >= 1 but got {threads}")
         torch.set_num_threads(threads)
     tuned = libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, _KEEP) == 1
     if tuned:

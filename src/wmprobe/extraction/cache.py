@@ -16,7 +16,8 @@ The key holds everything the values depend on: the images (ids and the sha1 of t
 model name, a checksum of its weights and one of its code (see
 :meth:`~wmprobe.models.loaded.LoadedModel.code_hash`), the device type and autocast dtype, the
 variant (``clean`` or a scenario: its spec hash and the seed), the layer, the reduction, the
-preprocessing (frame size, input size, mean, std, JPEG quality) and the dtype. The clean variant
+preprocessing (frame size, input size, mean, std, JPEG quality), the dtype and the batch size (see
+:mod:`wmprobe.extraction.chunks`). The clean variant
 does not depend on the seed or the scenarios, so one clean entry serves every scenario and seed.
 
 Chunks of images are written with ``pwrite`` and then marked done by an atomic rename, so a killed
@@ -49,8 +50,9 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
+from wmprobe._util import atomic_write
 from wmprobe._version import __version__
-from wmprobe.errors import CacheError
+from wmprobe.errors import CacheError, InvalidArgumentError
 from wmprobe.extraction.file_hashes import FileHashes
 
 CACHE_FORMAT = 2
@@ -94,6 +96,7 @@ class EntryKey:
     images: str
     n_images: int
     dtype: str
+    batch_size: int = 16  # a frame's last bits depend on the batch it went through
     format: int = CACHE_FORMAT
 
     def as_dict(self) -> dict:
@@ -122,12 +125,6 @@ def _io(method):
             raise CacheError(f"Cannot write the activation cache at {self.path}: {exc}") from exc
 
     return wrapper
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def crc32(values: np.ndarray) -> int:
@@ -358,7 +355,7 @@ class CacheEntry:
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "wmprobe_version": __version__,
         }
-        _atomic_write_text(self.path / "manifest.json", json.dumps(manifest, indent=1))
+        atomic_write(self.path / "manifest.json", json.dumps(manifest, indent=1))
 
     def _data_offset(self) -> int:
         if self._offset is None:
@@ -403,7 +400,7 @@ class CacheEntry:
             "texts": texts,
             "crc32": crc,
         }
-        _atomic_write_text(self.path / "chunks" / f"{index:06d}.json", json.dumps(record))
+        atomic_write(self.path / "chunks" / f"{index:06d}.json", json.dumps(record))
 
     def _ensure_values(self, n_units: int) -> None:
         path = self.path / "values.npy"
@@ -443,7 +440,7 @@ class CacheEntry:
         n_units = int(self.manifest()["n_units"])
         rows = {"ok": ok, "errors": errors, "texts": texts or None}
         text = json.dumps(rows)
-        _atomic_write_text(self.path / "rows.json", text)
+        atomic_write(self.path / "rows.json", text)
         self._write_manifest(
             complete=True,
             n_units=n_units,
@@ -483,7 +480,9 @@ class ActivationCache:
 
     def __init__(self, root: str | Path | None = None, *, chunk_size: int = DEFAULT_CHUNK):
         if chunk_size < 1:
-            raise ValueError(f"Expected argument `chunk_size` to be >= 1 but got {chunk_size}")
+            raise InvalidArgumentError(
+                f"Expected argument `chunk_size` to be >= 1 but got {chunk_size}"
+            )
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.chunk_size = chunk_size
         try:

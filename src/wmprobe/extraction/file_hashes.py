@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from wmprobe._digest import file_digest
+from wmprobe._util import file_digest
 from wmprobe.errors import CacheError
 
 #: A file whose ctime is closer than this to the time of hashing is not remembered.
@@ -65,7 +65,7 @@ class FileHashes:
         if trusted and row is not None and tuple(row[:4]) == seen:
             return row[4]
         try:
-            digest = file_digest(path)
+            digest = file_digest(path, "sha1")
         except OSError as exc:
             return f"unreadable:{type(exc).__name__}"
         if trusted and time.time_ns() - stat.st_ctime_ns >= SETTLE_NS:

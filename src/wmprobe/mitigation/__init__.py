@@ -16,13 +16,12 @@ from wmprobe.mitigation.downstream import (
 from wmprobe.mitigation.export import MaskedHead, MitigatedModel, export_mitigated, load_mitigated
 from wmprobe.mitigation.features import DownstreamFeatures, downstream_features, probe_set_features
 from wmprobe.mitigation.heads import LinearHead, choose_C, fit_head
-from wmprobe.mitigation.pipeline import PAPER_FRACTIONS, MitigationRun, mitigate
+from wmprobe.mitigation.pipeline import MitigationRun, mitigate
 from wmprobe.mitigation.ranking import random_order, rank_units, unit_d
 from wmprobe.mitigation.study_step import reproduce_step
 from wmprobe.mitigation.sweep import SweepConfig, SweepInputs, SweepResult, evaluate_head, run_sweep
 
 __all__ = [
-    "PAPER_FRACTIONS",
     "DownstreamFeatures",
     "ImageFolderSet",
     "LinearHead",

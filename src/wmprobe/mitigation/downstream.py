@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from wmprobe.constants import CALTECH256_URL
 from wmprobe.errors import DatasetDownloadError, ImageFolderError, MitigationError
 from wmprobe.extraction.cache import default_cache_dir
-from wmprobe.probes.images import IMAGE_SUFFIXES, ImageRecord
+from wmprobe.probes.images import ImageRecord, image_id_of, list_image_files
 
 #: Names that ``--downstream`` takes besides a folder path.
 NAMED_DATASETS = ("caltech256",)
-
-#: Where torchvision's Caltech-256 archive comes from (its own ``download``).
-CALTECH256_URL = "https://data.caltech.edu/records/nyy15-4j048/files/256_ObjectCategories.tar"
 
 
 @dataclass
@@ -25,6 +24,7 @@ class ImageFolderSet:
     root: Path
     classes: tuple[str, ...]
     records: list[ImageRecord]
+    excluded: dict[str, str] = field(default_factory=dict)
 
     @property
     def labels(self) -> np.ndarray:
@@ -35,6 +35,9 @@ def scan_image_folder(root: str | Path) -> ImageFolderSet:
     """List an ImageFolder: class folders under ``root``, images searched recursively in each.
 
     Folders whose names start with a dot are ignored. A class folder without images is an error.
+    Links to folders are followed; entries that are not regular files are left out (``excluded``,
+    with the reason); two files with one image id are an error (see
+    :func:`~wmprobe.probes.images.list_image_files`).
     """
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -48,22 +51,58 @@ def scan_image_folder(root: str | Path) -> ImageFolderSet:
             "layout ROOT/<class>/<image>."
         )
     records: list[ImageRecord] = []
+    excluded: dict[str, str] = {}
     empty = []
     for label, folder in enumerate(class_dirs):
-        paths = sorted(
-            p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir()
-        )
+        paths, not_regular = list_image_files(folder)
+        excluded.update({image_id_of(p, root): why for p, why in not_regular.items()})
         if not paths:
             empty.append(folder.name)
         for p in paths:
-            image_id = p.relative_to(root).with_suffix("").as_posix()
-            records.append(ImageRecord(path=p, image_id=image_id, label=label))
+            records.append(ImageRecord(path=p, image_id=image_id_of(p, root), label=label))
     if empty:
         raise ImageFolderError(
             f"Downstream folder {str(root)!r}: class folder(s) without images: "
             f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}."
         )
-    return ImageFolderSet(root=root, classes=tuple(p.name for p in class_dirs), records=records)
+    classes = tuple(p.name for p in class_dirs)
+    return ImageFolderSet(root=root, classes=classes, records=records, excluded=excluded)
+
+
+def check_measurable(
+    labels: np.ndarray, classes: Sequence[str], *, test_fraction: float, where: str
+) -> None:
+    """Refuse downstream data on which a head cannot be measured: fewer than 2 classes, or a class
+    that the split (:func:`split_indices`) leaves without a test image. The counts are in the
+    message. ``labels`` index ``classes``; ``where`` names the data in the message.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise MitigationError(
+            f"Expected argument `test_fraction` to be in (0, 1) but got {test_fraction}"
+        )
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    present = [(classes[i], int(n)) for i, n in enumerate(counts) if n > 0]
+    if len(present) < 2:
+        listed = ", ".join(f"{c}: {n} images" for c, n in present) or "no images"
+        raise MitigationError(
+            f"{where} has {len(present)} class ({listed}); a head needs at least 2 classes to "
+            "be trained and measured. Add class folders (ROOT/<class>/<image>)."
+        )
+    short = [(c, n) for c, n in present if _n_test(n, test_fraction) < 1]
+    if short:
+        raise MitigationError(
+            f"{where}: every class needs at least one test image (at least 2 images with "
+            f"test_fraction {test_fraction:g}), but {len(short)} of {len(present)} classes have "
+            f"too few: {', '.join(f'{c}: {n}' for c, n in short[:10])}"
+            + (" ..." if len(short) > 10 else "")
+            + ". Add images or leave those classes out."
+        )
+
+
+def _n_test(n: int, test_fraction: float) -> int:
+    """How many of a class's ``n`` images :func:`split_indices` puts in the test split."""
+    n_test = int(round(test_fraction * n))
+    return min(max(n_test, 1), n - 1) if n >= 2 else 0
 
 
 def resolve_downstream(
@@ -119,8 +158,7 @@ def split_indices(
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         idx = idx[rng.permutation(len(idx))]
-        n_test = int(round(test_fraction * len(idx)))
-        n_test = min(max(n_test, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        n_test = _n_test(len(idx), test_fraction)
         test.append(idx[:n_test])
         train.append(idx[n_test:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))

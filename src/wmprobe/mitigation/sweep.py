@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from wmprobe.auditing.run import THRESHOLDS
+from wmprobe.constants import THRESHOLDS
 from wmprobe.errors import MitigationError
 from wmprobe.mitigation.downstream import split_indices
 from wmprobe.mitigation.heads import DEFAULT_C, DEFAULT_C_GRID, LinearHead, choose_C, fit_head
@@ -26,7 +26,7 @@ from wmprobe.mitigation.ranking import (
     rank_units,
     unit_d,
 )
-from wmprobe.stats.core import auc, differentiability
+from wmprobe.stats.core import auc, count_above, differentiability
 
 #: ``fit(train_rows, kept_per_fraction, C, seed) -> heads``: fits the heads of one ranking.
 HeadFitter = Callable[[np.ndarray, Sequence[np.ndarray], float, int], list[LinearHead]]
@@ -199,8 +199,7 @@ def evaluate_head(head: LinearHead, inputs: SweepInputs, test: np.ndarray) -> tu
     d = np.max(np.stack([differentiability(a) for a in aucs.values()]), axis=0)
     metrics["max_d"] = float(d.max())
     metrics["mean_d"] = float(d.mean())
-    for t in THRESHOLDS:
-        metrics[f"d>{t}"] = int((d > t).sum())
+    metrics.update({f"d>{t}": n for t, n in count_above(d, THRESHOLDS).items()})
     return metrics, aucs
 
 

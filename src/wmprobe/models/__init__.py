@@ -1,8 +1,13 @@
-"""Models by name: the registry, loading, preprocessing, the feature layer and any other layer."""
+"""Models by name: the registry, loading, preprocessing, the feature layer and any other layer.
+
+Example:
+    >>> from wmprobe.models import list_models
+    >>> list_models("efficientnet_lite*")
+    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
+"""
 
 from wmprobe.models.layers import (
     REDUCTIONS,
-    SPECIAL_LAYERS,
     Layer,
     LayerInfo,
     LayerTaps,
@@ -31,7 +36,6 @@ __all__ = [
     "MODEL_PRESETS",
     "PAPER20",
     "REDUCTIONS",
-    "SPECIAL_LAYERS",
     "Layer",
     "LayerInfo",
     "LayerTaps",

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wmprobe._digest import file_digest
-from wmprobe.errors import CheckpointError, UnknownModelError, WmprobeError
+from wmprobe._util import file_digest
+from wmprobe.errors import CheckpointError, InvalidArgumentError, UnknownModelError
 from wmprobe.models.registry import ModelSpec, get_model_spec, register_provider
 
 PREFIX = "ckpt:"
@@ -188,7 +188,7 @@ def factory_spec(entry: str) -> ModelSpec:
     extra = dict(getattr(factory, "wmprobe_spec", {}) or {})
     unknown = set(extra) - set(_SPEC_FIELDS)
     if unknown:
-        raise WmprobeError(
+        raise InvalidArgumentError(
             f"{entry}.wmprobe_spec has unknown keys {sorted(unknown)}; known: {list(_SPEC_FIELDS)}"
         )
     for key in ("mean", "std", "blocks", "class_names"):
@@ -198,13 +198,15 @@ def factory_spec(entry: str) -> ModelSpec:
 
     def build(pretrained: bool, allow_download: bool) -> nn.Module:
         if not pretrained and not takes_pretrained:
-            raise WmprobeError(
+            raise InvalidArgumentError(
                 f"The entry point {entry} takes no `pretrained` argument, so it cannot be asked "
                 "for random weights."
             )
         model = factory(pretrained=False) if not pretrained else factory()
         if not isinstance(model, nn.Module):
-            raise WmprobeError(f"{entry}() returned {type(model).__name__}, not a torch nn.Module.")
+            raise InvalidArgumentError(
+                f"{entry}() returned {type(model).__name__}, not a torch nn.Module."
+            )
         return model
 
     def code() -> str:

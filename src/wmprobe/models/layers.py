@@ -21,7 +21,6 @@ Reduction to one value per unit:
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,12 +28,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wmprobe._util import did_you_mean
+from wmprobe.constants import BLOCKS, FEATURES, LOGITS, SPECIAL_LAYERS
 from wmprobe.errors import LayerError
 from wmprobe.models.loaded import LoadedModel
 
-LOGITS, FEATURES, BLOCKS = "logits", "features", "blocks"
-#: The layer names that every (classifier) model has, beside its module paths.
-SPECIAL_LAYERS = (LOGITS, FEATURES, BLOCKS)
 REDUCTIONS = ("mean", "max")
 
 
@@ -110,8 +108,7 @@ def _module_paths(module: nn.Module) -> list[str]:
 def unknown_layer(model: LoadedModel, name: str) -> LayerError:
     """The error for a layer name the model lacks: the closest names and the discovery command."""
     known = [*SPECIAL_LAYERS, *_module_paths(model.module)]
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f" Closest: {', '.join(close)}." if close else ""
+    hint = did_you_mean(name, known, cutoff=0.5)
     return LayerError(
         f"Unknown layer {name!r} for {model.name}.{hint} Layers are logits, features, blocks or a "
         f"module path; list them with `wmprobe layers --model {model.name}`."

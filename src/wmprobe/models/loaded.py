@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-from wmprobe._digest import file_digest
-from wmprobe.errors import WmprobeError
+from wmprobe._util import file_digest
+from wmprobe.errors import InvalidArgumentError, WmprobeError
 from wmprobe.models.registry import ModelSpec, get_model_spec
 
 
@@ -145,7 +145,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
-        raise WmprobeError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.") from exc
+        raise InvalidArgumentError(
+            f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N."
+        ) from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise WmprobeError(
             f"Device {device!r} was asked for, but no CUDA GPU is available here; "
@@ -203,9 +205,19 @@ def load_model(
     if name.startswith(PREFIX):
         spec = checkpoint_spec(name, arch, unsafe_load=unsafe_load)
     elif arch is not None:
-        raise WmprobeError(f"`arch` names the architecture of a ckpt: model, not of {name!r}.")
+        raise InvalidArgumentError(
+            f"`arch` names the architecture of a ckpt: model, not of {name!r}."
+        )
     else:
         spec = get_model_spec(name)
+    return load_spec(spec, pretrained=pretrained, device=device, allow_download=allow_download)
+
+
+def load_spec(
+    spec: ModelSpec, *, pretrained: bool = True, device: str = "auto", allow_download: bool = False
+) -> LoadedModel:
+    """Build the model ``spec`` describes, as :func:`load_model` does (a worker process of an
+    engine gets the spec itself, so it needs no registry entry)."""
     dev = resolve_device(device)
     if dev.type == "meta":
         with torch.device("meta"):

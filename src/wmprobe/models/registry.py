@@ -9,13 +9,13 @@ names.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from torch import nn
 
+from wmprobe._util import did_you_mean
 from wmprobe.errors import UnknownModelError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -140,9 +140,9 @@ def get_model_spec(name: str) -> ModelSpec:
             "audit them one by one (`wmprobe audit --model paper20` does)."
         )
     known = [*_REGISTRY, *_LAZY, *MODEL_PRESETS]
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(close)}?" if close else ""
-    raise UnknownModelError(f"Unknown model {name!r}.{hint} See `wmprobe models` for the list.")
+    raise UnknownModelError(
+        f"Unknown model {name!r}.{did_you_mean(name, known)} See `wmprobe models` for the list."
+    )
 
 
 def expand_models(models: str | Sequence[str]) -> list[str]:
@@ -153,7 +153,7 @@ def expand_models(models: str | Sequence[str]) -> list[str]:
 
     Example:
         >>> expand_models("paper20,efficientnet_lite0")[-3:]
-        ['vit_base_patch16_224', 'beit_base_patch16_224', 'efficientnet_lite0']
+        ['vgg16', 'vgg19', 'efficientnet_lite0']
     """
     items = models.split(",") if isinstance(models, str) else list(models)
     out: list[str] = []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from wmprobe.errors import MissingDependencyError, WeightsUnavailableError
+from wmprobe.errors import OptionalDependencyError, WeightsUnavailableError
 from wmprobe.models.registry import PAPER20_TIMM, ModelSpec, register_lazy, register_provider
 
 #: The paper's two timm models (ViT-B/16 and BEiT-B/16).
@@ -36,7 +36,7 @@ def _timm():
     try:
         import timm
     except ImportError as exc:
-        raise MissingDependencyError(f"timm models need the timm package: `{_INSTALL}`.") from exc
+        raise OptionalDependencyError(f"timm models need the timm package: `{_INSTALL}`.") from exc
     return timm
 
 
@@ -149,7 +149,7 @@ def _provider(name: str) -> ModelSpec | None:
         name = name.removeprefix("timm:")
     if not has_timm():
         if explicit:
-            raise MissingDependencyError(f"timm models need the timm package: `{_INSTALL}`.")
+            raise OptionalDependencyError(f"timm models need the timm package: `{_INSTALL}`.")
         return None
     timm = _timm()
     if not timm.is_model(name):

@@ -16,10 +16,10 @@ from typing import Any
 
 from PIL import Image
 
-from wmprobe.errors import ProbeFolderError
+from wmprobe._util import file_digest
+from wmprobe.errors import ImageFolderError, ProbeFolderError
 from wmprobe.probes.artifacts import Drawn, NullArtifact
-from wmprobe.probes.artifacts.base import file_digest
-from wmprobe.probes.images import IMAGE_SUFFIXES, load_frame
+from wmprobe.probes.images import IMAGE_SUFFIXES, image_id_of, list_image_files, load_frame
 from wmprobe.probes.manifest import MANIFEST_NAME, read_manifest
 from wmprobe.probes.scenario import DRAW_VERSION, Scenario, _digest, check_jpeg_quality
 
@@ -62,7 +62,7 @@ class FolderScenario(Scenario):
                 f"The probe folder {str(path)!r} does not exist or is not a folder "
                 f"(use folder:PATH with a folder of probe images)."
             )
-        return cls(name=f"folder:{path}", artifact=NullArtifact(), folder=folder)
+        return cls(name=f"folder:{path}", artifact=NullArtifact(), folder=folder.resolve())
 
     @functools.cached_property
     def image_root(self) -> Path:
@@ -74,19 +74,12 @@ class FolderScenario(Scenario):
     @functools.cached_property
     def files(self) -> dict[str, Path]:
         """Probe file by image id (relative path without suffix)."""
-        found: dict[str, Path] = {}
         root = self.image_root
-        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        for path in paths:
-            if not path.is_file():
-                continue
-            image_id = path.relative_to(root).with_suffix("").as_posix()
-            if image_id in found:
-                raise ProbeFolderError(
-                    f"Two probe files for one image in {str(root)!r}: {found[image_id].name} and "
-                    f"{path.name}; keep one."
-                )
-            found[image_id] = path
+        try:  # links to folders followed, FIFOs and devices left out, one file per image id
+            paths, _ = list_image_files(root)
+        except ImageFolderError as exc:
+            raise ProbeFolderError(f"Probe folder {str(root)!r}: {exc}") from exc
+        found = {image_id_of(p, root): p for p in paths if p.is_file()}
         if not found:
             raise ProbeFolderError(
                 f"The probe folder {str(root)!r} holds no image files "
@@ -123,11 +116,22 @@ class FolderScenario(Scenario):
         return Drawn(image=probe, text=text, bbox=bbox)
 
     def to_dict(self) -> dict[str, Any]:
+        """The name, the folder (full path) and the JPEG quality: :meth:`from_dict` reads it."""
         return {
             "name": self.name,
-            "folder": str(self.folder),
+            "folder": str(Path(self.folder).resolve()),  # type: ignore[arg-type]
             "jpeg_probe_quality": self.jpeg_probe_quality,
         }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> FolderScenario:
+        """The folder scenario that :meth:`to_dict` wrote (same files, same ``spec_hash``)."""
+        return FolderScenario(
+            name=str(data["name"]),
+            artifact=NullArtifact(),
+            folder=Path(str(data["folder"])),
+            jpeg_probe_quality=data.get("jpeg_probe_quality"),
+        )
 
     def spec_hash(self) -> str:
         """A digest of the probe files: their relative paths and bytes (computed once)."""

@@ -15,6 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from wmprobe.errors import InvalidArgumentError
+
 THRESHOLD_COLORS = ("#c6dbef", "#6baed6", "#2171b5", "#08306b")
 
 
@@ -38,12 +40,12 @@ def _ordered(values: pd.Series) -> list:
 def _check(table: pd.DataFrame, columns: Sequence[str], name: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected argument `{name}` to have the column(s) {', '.join(missing)} "
             f"but got {', '.join(map(str, table.columns))}"
         )
     if table.empty:
-        raise ValueError(f"Expected argument `{name}` to have rows but it is empty")
+        raise InvalidArgumentError(f"Expected argument `{name}` to have rows but it is empty")
 
 
 def class_auc_figure(ranking: pd.DataFrame, scenario: str) -> Figure:
@@ -58,7 +60,9 @@ def class_auc_figure(ranking: pd.DataFrame, scenario: str) -> Figure:
     )
     rows = ranking[ranking["scenario"] == scenario]
     if rows.empty:
-        raise ValueError(f"Expected argument `scenario` to be in the ranking but got {scenario!r}")
+        raise InvalidArgumentError(
+            f"Expected argument `scenario` to be in the ranking but got {scenario!r}"
+        )
     models = _ordered(rows["model"])
     colors = dict(zip(models, _palette(len(models)), strict=True))
     sides = [s for s in ("top", "bottom") if (rows["side"] == s).any()]
@@ -101,11 +105,15 @@ def sensitive_units_figure(
     models each bar carries its number.
     """
     if value not in ("count", "share"):
-        raise ValueError(f"Expected argument `value` to be 'count' or 'share' but got {value!r}")
+        raise InvalidArgumentError(
+            f"Expected argument `value` to be 'count' or 'share' but got {value!r}"
+        )
     _check(counts, ("model", "scenario", "layer", "threshold", value), "counts")
     rows = counts[counts["layer"] == layer]
     if rows.empty:
-        raise ValueError(f"Expected argument `layer` to be in the counts but got {layer!r}")
+        raise InvalidArgumentError(
+            f"Expected argument `layer` to be in the counts but got {layer!r}"
+        )
     scenarios = _ordered(rows["scenario"])
     models = _ordered(rows["model"])
     thresholds = sorted(rows["threshold"].unique())
@@ -220,13 +228,15 @@ def image_grid_figure(
     mosaic pixel), which keeps sheets of many images quick to draw.
     """
     if not rows or not any(rows):
-        raise ValueError("Expected argument `rows` to hold at least one image but got none")
+        raise InvalidArgumentError(
+            "Expected argument `rows` to hold at least one image but got none"
+        )
     if len(captions) != len(rows) or any(
         len(c) != len(r) for c, r in zip(captions, rows, strict=True)
     ):
-        raise ValueError("Expected argument `captions` to have the shape of `rows`")
+        raise InvalidArgumentError("Expected argument `captions` to have the shape of `rows`")
     if cell < 16:
-        raise ValueError(f"Expected argument `cell` to be >= 16 but got {cell}")
+        raise InvalidArgumentError(f"Expected argument `cell` to be >= 16 but got {cell}")
     pad, caption_h = 4, 16
     label_w = 120 if any(row_titles) else 0
     title_h = 26 if title else 0

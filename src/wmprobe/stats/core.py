@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
+from wmprobe.constants import THRESHOLDS
+from wmprobe.errors import InvalidArgumentError
 from wmprobe.stats.intervals import (
     auc_ci,
     auc_pvalue,
@@ -98,7 +100,9 @@ def bh_qvalues(p: np.ndarray) -> np.ndarray:
     """
     arr = np.asarray(p, dtype=np.float64)
     if not np.all((arr >= 0.0) & (arr <= 1.0)):  # NaN fails too
-        raise ValueError("Expected argument `p` to hold p-values in [0, 1] but got other values")
+        raise InvalidArgumentError(
+            "Expected argument `p` to hold p-values in [0, 1] but got other values"
+        )
     flat = arr.ravel()
     m = flat.size
     order = np.argsort(flat, kind="stable")
@@ -122,9 +126,13 @@ def null_threshold(null_d: np.ndarray, quantile: float = 0.999) -> float:
     """
     d = np.asarray(null_d, dtype=np.float64).ravel()
     if d.size == 0 or not np.isfinite(d).all():
-        raise ValueError("Expected argument `null_d` to be a non-empty finite array but it is not")
+        raise InvalidArgumentError(
+            "Expected argument `null_d` to be a non-empty finite array but it is not"
+        )
     if not 0.0 < float(quantile) <= 1.0:
-        raise ValueError(f"Expected argument `quantile` to be in (0, 1] but got {quantile!r}")
+        raise InvalidArgumentError(
+            f"Expected argument `quantile` to be in (0, 1] but got {quantile!r}"
+        )
     return float(np.quantile(d, quantile))
 
 
@@ -138,10 +146,10 @@ def calibrated_flags(d: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(d, dtype=np.float64) > float(threshold)
 
 
-def count_above(
-    d: np.ndarray, thresholds: tuple[float, ...] = (0.7, 0.8, 0.9, 0.95)
-) -> dict[float, int]:
-    """Number of units with d strictly above each threshold.
+def count_above(d: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS) -> dict[float, int]:
+    """Number of units with d strictly above each threshold (NaN counts as not above).
+
+    The one count of sensitive units: audit counts, study tables and mitigation sweeps use it.
 
     Example:
         >>> count_above(np.array([0.5, 0.75, 0.85, 0.97]))
@@ -154,9 +162,9 @@ def count_above(
 def _top_k(scores: np.ndarray, k: int, name: str) -> set[int]:
     s = np.asarray(scores, dtype=np.float64).ravel()
     if not 1 <= int(k) <= s.size:
-        raise ValueError(f"Expected argument `k` to be in [1, {s.size}] but got {k!r}")
+        raise InvalidArgumentError(f"Expected argument `k` to be in [1, {s.size}] but got {k!r}")
     if np.isnan(s).any():
-        raise ValueError(f"Expected argument `{name}` to hold no NaN but it does")
+        raise InvalidArgumentError(f"Expected argument `{name}` to hold no NaN but it does")
     return set(np.argsort(-s, kind="stable")[: int(k)].tolist())  # ties: lower index first
 
 
@@ -170,7 +178,7 @@ def topk_jaccard(scores_a: np.ndarray, scores_b: np.ndarray, k: int) -> float:
         0.3333333333333333
     """
     if np.shape(scores_a) != np.shape(scores_b):
-        raise ValueError(
+        raise InvalidArgumentError(
             "Expected arguments `scores_a` and `scores_b` to have the same shape but got "
             f"{np.shape(scores_a)} and {np.shape(scores_b)}"
         )
@@ -185,14 +193,24 @@ def split_half_d(
 
     The halves depend only on the row counts and ``seed``, so blocks of units taken apart give
     the same halves as the whole matrix. ``paired``: see :func:`split_half_stability`.
+
+    Example:
+        >>> clean = np.array([[0.1, 5.0], [0.2, 4.0], [0.3, 6.0], [0.4, 5.0]])
+        >>> probe = np.array([[0.9, 5.5], [0.8, 4.5], [0.7, 5.0], [0.6, 4.0]])
+        >>> split_half_d(clean, probe, seed=0)
+        (array([1.   , 0.625]), array([1.   , 0.625]))
     """
     c, p = as_pair(clean, probe)
     n0, n1 = c.shape[0], p.shape[0]
     if min(n0, n1) < 2:
-        raise ValueError(f"Expected at least 2 rows in `clean` and `probe` but got {n0} and {n1}")
+        raise InvalidArgumentError(
+            f"Expected at least 2 rows in `clean` and `probe` but got {n0} and {n1}"
+        )
     paired = (n0 == n1) if paired is None else paired
     if paired and n0 != n1:
-        raise ValueError(f"Expected as many clean as probe rows when paired but got {n0} and {n1}")
+        raise InvalidArgumentError(
+            f"Expected as many clean as probe rows when paired but got {n0} and {n1}"
+        )
     rng = np.random.default_rng(seed)
     perm0 = rng.permutation(n0)
     perm1 = perm0 if paired else rng.permutation(n1)
@@ -275,7 +293,7 @@ def paired_effect(clean: np.ndarray, probe: np.ndarray) -> PairedEffect:
     """
     c, p = as_pair(clean, probe)
     if c.shape[0] != p.shape[0] or c.shape[0] < 2:
-        raise ValueError(
+        raise InvalidArgumentError(
             "Expected arguments `clean` and `probe` to have the same number of rows (at least 2, "
             f"one per image) but got {c.shape[0]} and {p.shape[0]}"
         )

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.special import ndtri
 from scipy.stats import norm
 
+from wmprobe.errors import InvalidArgumentError
 from wmprobe.stats.rank import as_pair, placements, sorted_key_chunks, u_statistics
 
 __all__ = [
@@ -28,14 +29,14 @@ __all__ = [
 def _at_least_two(c: np.ndarray, p: np.ndarray) -> None:
     for x, name in ((c, "clean"), (p, "probe")):
         if x.shape[0] < 2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"Expected argument `{name}` to have at least 2 rows but got {x.shape[0]}"
             )
 
 
 def _check_level(level: float) -> float:
     if not 0.0 < float(level) < 1.0:
-        raise ValueError(f"Expected argument `level` to be in (0, 1) but got {level!r}")
+        raise InvalidArgumentError(f"Expected argument `level` to be in (0, 1) but got {level!r}")
     return float(level)
 
 
@@ -118,13 +119,22 @@ def bootstrap_auc(
     Clean and probe rows are resampled separately (the class sizes stay fixed). With
     ``paired=True`` row ``i`` of both matrices is one image and image indices are resampled
     jointly. Each replicate is one vectorised AUC over all units.
+
+    Example:
+        >>> clean = np.array([[0.1, 5.0], [0.2, 4.0], [0.3, 6.0], [0.4, 5.0]])
+        >>> probe = np.array([[0.9, 5.5], [0.8, 4.5], [0.7, 5.0], [0.6, 4.0]])
+        >>> boot = bootstrap_auc(clean, probe, n_boot=200, seed=0)
+        >>> boot.shape, float(boot[:, 0].min())
+        ((200, 2), 1.0)
     """
     c, p = as_pair(clean, probe)
     if int(n_boot) < 1:
-        raise ValueError(f"Expected argument `n_boot` to be a positive integer but got {n_boot!r}")
+        raise InvalidArgumentError(
+            f"Expected argument `n_boot` to be a positive integer but got {n_boot!r}"
+        )
     n0, n1 = c.shape[0], p.shape[0]
     if paired and n0 != n1:
-        raise ValueError(
+        raise InvalidArgumentError(
             "Expected arguments `clean` and `probe` to have the same number of rows when "
             f"paired=True but got {n0} and {n1}"
         )
@@ -171,4 +181,6 @@ def auc_ci(
         boot = bootstrap_auc(clean, probe, n_boot=n_boot, seed=seed, paired=paired)
         low, high = np.quantile(boot, [0.5 - level / 2.0, 0.5 + level / 2.0], axis=0)
         return np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
-    raise ValueError(f"Expected argument `method` to be 'delong' or 'bootstrap' but got {method!r}")
+    raise InvalidArgumentError(
+        f"Expected argument `method` to be 'delong' or 'bootstrap' but got {method!r}"
+    )

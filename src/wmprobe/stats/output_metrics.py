@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
+from wmprobe.errors import InvalidArgumentError
+
 __all__ = ["CARTON_INDEX", "OutputMetrics", "output_metrics", "top_flip_classes"]
 
 CARTON_INDEX = 478  # "carton" in the ImageNet-1k class order
@@ -55,7 +57,7 @@ def _check_logits(x: np.ndarray, name: str) -> np.ndarray:
     """``x`` as an array (a memory map stays one) after checking that it is 2-D and non-empty."""
     arr = x if isinstance(x, np.ndarray) else np.asarray(x, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected argument `{name}` to be a 2-D [n, classes] array but got shape {arr.shape}"
         )
     return arr
@@ -69,7 +71,9 @@ def _predictions_and_mean_probability(x: np.ndarray, name: str) -> tuple[np.ndar
     for start in range(0, x.shape[0], ROW_CHUNK):
         rows = np.asarray(x[start : start + ROW_CHUNK], dtype=np.float64)
         if not np.isfinite(rows).all():
-            raise ValueError(f"Expected argument `{name}` to be finite but it holds NaN or inf")
+            raise InvalidArgumentError(
+                f"Expected argument `{name}` to be finite but it holds NaN or inf"
+            )
         pred[start : start + len(rows)] = rows.argmax(axis=1)
         total += softmax(rows, axis=1).sum(axis=0)
     return pred, total / x.shape[0]
@@ -112,21 +116,23 @@ def output_metrics(
     clean = _check_logits(clean_logits, "clean_logits")
     probe = _check_logits(probe_logits, "probe_logits")
     if clean.shape != probe.shape:
-        raise ValueError(
+        raise InvalidArgumentError(
             "Expected arguments `clean_logits` and `probe_logits` to have the same shape but got "
             f"{clean.shape} and {probe.shape}"
         )
     n, n_classes = clean.shape
     y = np.asarray(labels)
     if y.shape != (n,) or y.dtype.kind not in "iu" or (y.size and y.min() < -1):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected argument `labels` to be {n} ints >= -1 but got shape {y.shape}, {y.dtype}"
         )
     if y.size and y.max() >= n_classes:
-        raise ValueError(f"Expected argument `labels` to be < {n_classes} but got {y.max()}")
+        raise InvalidArgumentError(
+            f"Expected argument `labels` to be < {n_classes} but got {y.max()}"
+        )
     names = [str(s) for s in class_names]
     if len(names) != n_classes:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected argument `class_names` to have {n_classes} names but got {len(names)}"
         )
 
@@ -182,7 +188,7 @@ def top_flip_classes(per_class: pd.DataFrame, k: int = 10) -> pd.DataFrame:
         ['c', 'a']
     """
     if int(k) < 1:
-        raise ValueError(f"Expected argument `k` to be a positive integer but got {k!r}")
+        raise InvalidArgumentError(f"Expected argument `k` to be a positive integer but got {k!r}")
     flipped = per_class[per_class["flip_rate"] > 0]
     order = flipped.sort_values(
         ["flip_rate", "delta_p", "class_index"], ascending=[False, False, True], kind="stable"

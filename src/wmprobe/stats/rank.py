@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from wmprobe.errors import InvalidArgumentError
+
 CHUNK = 256  # most units sorted at a time: a chunk's keys stay in cache between the passes
 CHUNK_ELEMENTS = 1 << 19  # fewer units per chunk when there are many images
 # threads for large AUC batches (numpy sorts and ufuncs run without the GIL), used while the
@@ -47,7 +49,7 @@ def as_matrix(x: np.ndarray, name: str, check_finite: bool = True) -> np.ndarray
     """``x`` as a 2-D float32 or float64 array ``[n_rows, n_units]``; 1-D means one unit."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiub":
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected argument `{name}` to be a numeric array but got dtype {arr.dtype}"
         )
     if arr.dtype not in (np.float32, np.float64):
@@ -55,11 +57,11 @@ def as_matrix(x: np.ndarray, name: str, check_finite: bool = True) -> np.ndarray
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected argument `{name}` to be a 1-D or 2-D array but got shape {arr.shape}"
         )
     if arr.shape[0] == 0:
-        raise ValueError(f"Expected argument `{name}` to have at least one row but got 0")
+        raise InvalidArgumentError(f"Expected argument `{name}` to have at least one row but got 0")
     if check_finite:
         _check_finite(arr, name)
     return arr
@@ -69,7 +71,9 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
     if arr.dtype == np.float32 and arr.view(np.uint32).max(initial=0) < _INF32:
         return  # one pass: finite and not negative
     if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
-        raise ValueError(f"Expected argument `{name}` to be finite but it holds NaN or inf")
+        raise InvalidArgumentError(
+            f"Expected argument `{name}` to be finite but it holds NaN or inf"
+        )
 
 
 def as_pair(
@@ -85,7 +89,7 @@ def as_pair(
     c = as_matrix(clean, names[0], check_finite)
     p = as_matrix(probe, names[1], check_finite)
     if c.shape[1] != p.shape[1]:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected arguments `{names[0]}` and `{names[1]}` to have the same number of units "
             f"but got {c.shape[1]} and {p.shape[1]}"
         )

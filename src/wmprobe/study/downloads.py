@@ -6,7 +6,6 @@ Nothing in wmprobe touches the network unless the user asked for a download (``w
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tarfile
 import tempfile
@@ -16,15 +15,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from wmprobe.errors import WmprobeError
-
-
-class DownloadError(WmprobeError):
-    """A download failed, or its bytes are not the ones expected."""
-
-
-class UnsafeArchiveError(WmprobeError):
-    """An archive holds a member that would land outside the destination folder."""
+from wmprobe._util import file_digests
+from wmprobe.errors import DatasetDownloadError, UnsafeArchiveError
 
 
 @dataclass(frozen=True)
@@ -65,16 +57,6 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def file_digests(path: str | Path, chunk: int = 1 << 20) -> tuple[str, str]:
-    """SHA-256 and MD5 of a file, read in chunks."""
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            sha.update(block)
-            md5.update(block)
-    return sha.hexdigest(), md5.hexdigest()
-
-
 def fetch(
     url: str,
     dest: str | Path,
@@ -89,7 +71,7 @@ def fetch(
     required; the SHA-256 of every download is checked when given.
     """
     if not sha256 and not md5:
-        raise DownloadError(
+        raise DatasetDownloadError(
             f"Refusing to download {url} without a checksum to verify; pass its SHA-256 "
             "(`--sha256 HEX`)."
         )
@@ -105,11 +87,11 @@ def fetch(
         except (urllib.error.URLError, OSError) as exc:
             tmp.close()
             part.unlink(missing_ok=True)
-            raise DownloadError(f"Could not download {url}: {exc}") from exc
+            raise DatasetDownloadError(f"Could not download {url}: {exc}") from exc
     if not _matches(part, sha256, md5):
-        got_sha, got_md5 = file_digests(part)
+        got_sha, got_md5 = file_digests(part, ("sha256", "md5"))
         part.unlink(missing_ok=True)
-        raise DownloadError(
+        raise DatasetDownloadError(
             f"The download from {url} has SHA-256 {got_sha} (MD5 {got_md5}), not the expected "
             f"{sha256 or md5}; it was deleted."
         )
@@ -118,7 +100,7 @@ def fetch(
 
 
 def _matches(path: Path, sha256: str | None, md5: str | None) -> bool:
-    got_sha, got_md5 = file_digests(path)
+    got_sha, got_md5 = file_digests(path, ("sha256", "md5"))
     return (not sha256 or got_sha == sha256.lower()) and (not md5 or got_md5 == md5.lower())
 
 
@@ -161,7 +143,7 @@ def safe_extract(archive: str | Path, dest: str | Path) -> Path:
             else:  # pragma: no cover - older Pythons; the checks above already ran
                 tf.extractall(dest, members=members)
         return dest
-    raise DownloadError(f"{archive} is neither a zip nor a tar archive.")
+    raise DatasetDownloadError(f"{archive} is neither a zip nor a tar archive.")
 
 
 def download_dataset(
@@ -178,7 +160,7 @@ def download_dataset(
     archive's checksum (required where wmprobe has none pinned).
     """
     if name not in SOURCES:
-        raise DownloadError(f"Unknown data set {name!r}; known: {', '.join(SOURCES)}.")
+        raise DatasetDownloadError(f"Unknown data set {name!r}; known: {', '.join(SOURCES)}.")
     src = SOURCES[name]
     dest = Path(dest)
     archive = fetch(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +39,13 @@ class Artifact(ABC):
     """
 
     kind: ClassVar[str]
+    #: Every artifact class by its ``kind`` (filled as the classes are defined).
+    kinds: ClassVar[dict[str, type[Artifact]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            Artifact.kinds[cls.kind] = cls
 
     @abstractmethod
     def draw(self, image: Image.Image, rng: np.random.Generator) -> Drawn:
@@ -56,6 +63,39 @@ class Artifact(ABC):
                 out[f.name] = _plain(getattr(self, f.name))
         return out
 
+    def to_spec(self) -> dict[str, Any]:
+        """Everything :meth:`from_spec` needs to rebuild this artifact exactly: :meth:`to_dict`
+        with files by their full path and the description (which :meth:`to_dict` leaves out)."""
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = value.to_spec() if isinstance(value, Artifact) else _plain(value)
+        return out
+
+    @staticmethod
+    def from_spec(spec: dict[str, Any]) -> Artifact:
+        """The artifact that :meth:`to_spec` wrote (same ``to_dict``, same pixels).
+
+        Example:
+            >>> Artifact.from_spec(NullArtifact().to_spec()) == NullArtifact()
+            True
+        """
+        if not isinstance(spec, dict) or spec.get("kind") not in Artifact.kinds:
+            known = ", ".join(sorted(Artifact.kinds))
+            raise ScenarioSpecError(
+                f"Expected an artifact spec with `kind` one of {known} but got {spec!r}"
+            )
+        cls = Artifact.kinds[spec["kind"]]
+        values = {
+            key: Artifact.from_spec(value) if isinstance(value, dict) and "kind" in value else value
+            for key, value in spec.items()
+            if key != "kind"
+        }
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ScenarioSpecError(f"A {cls.kind} artifact spec does not fit: {exc}") from exc
+
     def content(self) -> dict[str, str]:
         """Digests of the files the artifact reads (fonts given by path, overlay images)."""
         return {}
@@ -63,6 +103,15 @@ class Artifact(ABC):
     def check_ready(self) -> None:
         """Raise a named error now if drawing would fail for a missing font, file or package."""
         self.content()
+
+    def check_fits(self, frame: tuple[int, int]) -> None:
+        """Raise a named error now if the artifact can never be drawn on a ``frame`` (w, h) image.
+
+        Called before any image is read (values that validate one by one, such as a 100000 px
+        font, must not fail only while drawing). Only what fails on every image is refused.
+        The base class draws nothing of fixed size, so it has nothing to refuse.
+        """
+        return None
 
     def fill(self) -> tuple[RGB, float]:
         """The colour and opacity a placebo box uses in place of this artifact."""
@@ -120,18 +169,11 @@ def check_range(name: str, value: float, low: float, high: float | None = None) 
     """Raise :class:`ScenarioSpecError` unless ``low <= value (<= high)``, in the house wording."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ScenarioSpecError(f"Expected argument `{name}` to be a number but got {value!r}")
+    if not math.isfinite(value):
+        raise ScenarioSpecError(f"Expected argument `{name}` to be a finite number but got {value}")
     if value < low or (high is not None and value > high):
         bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
         raise ScenarioSpecError(f"Expected argument `{name}` to be {bound} but got {value}")
-
-
-def file_digest(path: str | Path) -> str:
-    """The sha256 of a file's bytes (read in chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _plain(value: Any) -> Any:

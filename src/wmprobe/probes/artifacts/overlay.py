@@ -10,8 +10,9 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from wmprobe.errors import ScenarioSpecError
-from wmprobe.probes.artifacts.base import RGB, Artifact, Drawn, check_range, file_digest
+from wmprobe._util import file_digest
+from wmprobe.errors import ArtifactDoesNotFitError, ScenarioSpecError
+from wmprobe.probes.artifacts.base import RGB, Artifact, Drawn, check_range
 from wmprobe.probes.artifacts.layout import (
     RANDOM,
     Position,
@@ -87,15 +88,38 @@ class ImageOverlay(Artifact):
         path = Path(self.image)
         return _read_overlay(str(path), path.stat().st_mtime_ns)
 
+    def unit(self, frame: tuple[int, int]) -> Image.Image:
+        """The overlay as drawn on a ``frame`` (w, h) image: scaled and turned, before placing."""
+        pic = self.picture()
+        width = max(1, round(self.scale * frame[0]))
+        height = max(1, round(pic.size[1] * width / pic.size[0]))
+        if height > 4 * max(frame):  # never resampled: it cannot fit
+            raise ArtifactDoesNotFitError(
+                f"{self._what()} is {width}x{height} px and does not fit in a "
+                f"{frame[0]}x{frame[1]} image; use a smaller scale."
+            )
+        unit = pic.convert("RGBa").resize((width, height), Image.Resampling.LANCZOS)
+        return rotate_unit(unit.convert("RGBA"), self.rotation)
+
+    def _what(self) -> str:
+        return f"The overlay {Path(self.image).name!r} at scale {self.scale:g}"
+
+    def check_fits(self, frame: tuple[int, int]) -> None:
+        """Refuse an overlay that, scaled and turned, cannot fit on ``frame`` (as drawing would)."""
+        unit = self.unit(frame)
+        place(
+            np.random.default_rng(0),
+            unit.size,
+            frame,
+            self.position,
+            self.margin,
+            what=self._what(),
+        )
+
     def draw(self, image: Image.Image, rng: np.random.Generator) -> Drawn:
         """Lay the overlay; a random position comes from ``rng`` (x, then y)."""
-        pic = self.picture()
-        width = max(1, round(self.scale * image.size[0]))
-        height = max(1, round(pic.size[1] * width / pic.size[0]))
-        unit = pic.convert("RGBa").resize((width, height), Image.Resampling.LANCZOS)
-        unit = rotate_unit(unit.convert("RGBA"), self.rotation)
-        what = f"The overlay {Path(self.image).name!r} at scale {self.scale:g}"
-        origin = place(rng, unit.size, image.size, self.position, self.margin, what=what)
+        unit = self.unit(image.size)
+        origin = place(rng, unit.size, image.size, self.position, self.margin, what=self._what())
         placed = compose(
             image, unit, origin, self.opacity, tile_gap=self.tile_gap if self.tile else None
         )

@@ -27,7 +27,7 @@ class PlaceboArtifact(Artifact):
     """The ink box of ``base`` (same stream, same box) filled with ``fill`` instead of the text.
 
     Example:
-        >>> from wmprobe.artifacts import PRESETS
+        >>> from wmprobe.probes.artifacts import PRESETS
         >>> placebo = PlaceboArtifact(PRESETS["latin"], "box")
         >>> frame = Image.new("RGB", (224, 224))
         >>> text_box = PRESETS["latin"].draw(frame, np.random.default_rng(1)).bbox
@@ -50,7 +50,11 @@ class PlaceboArtifact(Artifact):
             )
         if isinstance(self.base, PlaceboArtifact):
             raise ScenarioSpecError("A placebo of a placebo is not defined; use the text scenario.")
-        check_range("blur_radius", self.blur_radius, 0.0)
+        check_range("blur_radius", self.blur_radius, 0.0, 1000.0)
+
+    def check_fits(self, frame: tuple[int, int]) -> None:
+        """The base artifact's check: the placebo fills the box the base would draw."""
+        self.base.check_fits(frame)
 
     def draw(self, image: Image.Image, rng: np.random.Generator) -> Drawn:
         """Fill the base's ink box; the noise (if any) comes from ``rng`` after the base's draws."""

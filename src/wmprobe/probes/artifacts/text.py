@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -9,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from wmprobe._util import file_digest
 from wmprobe.errors import ArtifactDoesNotFitError, ScenarioSpecError
 from wmprobe.probes.artifacts.base import (
     RGB,
@@ -16,7 +18,6 @@ from wmprobe.probes.artifacts.base import (
     BBox,
     Drawn,
     check_range,
-    file_digest,
     parse_color,
 )
 from wmprobe.probes.artifacts.fonts import FAMILIES, font_path, load_font
@@ -173,6 +174,59 @@ class TextArtifact(Artifact):
         unit.paste((*self.color, 255), (0, 0, *size), inner)
         unit.putalpha(alpha)
         return unit
+
+    def check_fits(self, frame: tuple[int, int]) -> None:
+        """Refuse sizes, strokes, margins and lengths with which no string fits on ``frame``.
+
+        A fixed ``text`` is rendered once and refused exactly when drawing would refuse it; a
+        random string is refused when even its narrowest symbols, ``length`` of them, are wider
+        than the frame can hold at this rotation (or more symbols than it has pixels across).
+        """
+        width, height = frame
+        where = f"the {width}x{height} frame"
+        px = self.pixel_size(frame)
+        if px > min(frame):
+            raise ArtifactDoesNotFitError(
+                f"A font size of {px} px cannot fit in {where}; use a size up to {min(frame)}."
+            )
+        free = min(frame) - 2 * self.margin
+        if free < 1:
+            raise ArtifactDoesNotFitError(
+                f"Expected argument `margin` to leave room in {where} but {self.margin} px on "
+                "each side leaves none."
+            )
+        if 2 * self.stroke_width >= free:
+            raise ArtifactDoesNotFitError(
+                f"Expected argument `stroke_width` to fit in {where} but got "
+                f"{self.stroke_width} px."
+            )
+        turn = math.radians(self.rotation)
+        reach = free / max(abs(math.cos(turn)), abs(math.sin(turn)))  # longest line that fits
+        n_symbols = len(self.text) if self.text is not None else self.length
+        if n_symbols > reach:
+            raise ArtifactDoesNotFitError(
+                f"A string of {n_symbols} symbols cannot fit in {where} (at most one symbol "
+                f"per pixel across, {int(reach)} here); use a shorter text or length."
+            )
+        font = load_font(self.font, px)
+        if self.text is not None:  # drawn exactly as on every image
+            unit = rotate_unit(self.render(self.text, font), self.rotation)
+            place(
+                np.random.default_rng(0),
+                unit.size,
+                frame,
+                self.position,
+                self.margin,
+                what=f"Text {self.text!r} at size {px}px",
+            )
+            return
+        narrowest = min(font.getlength(ch) for ch in set(self.charset))
+        least = n_symbols * narrowest - 2 * px  # bearings at both ends
+        if least > reach:
+            raise ArtifactDoesNotFitError(
+                f"A string of {n_symbols} symbols at {px} px is at least {int(least)} px long and "
+                f"cannot fit in {where}; use a smaller size or length."
+            )
 
     def _check_ink(self, text: str, size: tuple[int, int]) -> None:
         if size[0] <= 0 or size[1] <= 0:
