@@ -40,14 +40,9 @@ from PIL import Image
 from torch import nn
 
 from wmprobe.extraction._cpu import inference_scope
-from wmprobe.extraction.activations import (
-    _collate,
-    _ProbeDataset,
-    as_frames,
-    default_workers,
-    extract,
-)
+from wmprobe.extraction.activations import default_workers, extract
 from wmprobe.extraction.cache import ActivationCache
+from wmprobe.extraction.chunks import ExtractionPlan, _collate, _ProbeDataset, as_frames, plan_tasks
 from wmprobe.models import load_model
 from wmprobe.models.registry import ModelSpec, register_model
 from wmprobe.probes.artifacts import PAPER_SCENARIOS
@@ -70,15 +65,15 @@ def _records(images: Path | None, n: int, tmp: Path) -> tuple[list[ImageRecord],
 
 
 def _frames(model, records, scenarios, batch_size, seed=0):
-    """The preprocessed input tensors the audit path feeds the model, batch by batch."""
-    dataset = _ProbeDataset(records, scenarios, seed)
-    vids = tuple(range(len(scenarios) + 1))
+    """The preprocessed input tensors the audit path feeds the model, pass by pass."""
+    plan = ExtractionPlan(tuple(scenarios), (), seed, "mean", None, batch_size, len(records))
+    tasks = plan_tasks(records, len(records), len(scenarios) + 1, ["logits"], None)
+    dataset = _ProbeDataset(tasks, plan)
     out = []
-    for b0 in range(0, len(records), batch_size):
-        batch = _collate(
-            [dataset[(i, vids)] for i in range(b0, min(b0 + batch_size, len(records)))]
-        )
-        out.append(model.preprocess(as_frames(batch["pixels"])))
+    for b0, b1 in tasks[0].batches(batch_size):
+        batch = _collate([dataset[(0, row)] for row in range(b0, b1)])
+        for j in range(len(scenarios) + 1):  # one variant per pass, as the audit path
+            out.append(model.preprocess(as_frames(batch["pixels"][:, j])))
     return out
 
 

@@ -1,14 +1,19 @@
 """wmprobe: does a vision model detect watermarks instead of objects? Measure it, then remove it.
 
-The top level holds the verbs and their result types; everything else is imported from its
-stage's subpackage (``wmprobe.probes``, ``wmprobe.models``, ``wmprobe.extraction``,
+The top level holds the verbs (``audit``, ``generate``, ``mitigate``, ``reproduce``,
+``report``), their result types, ``WmprobeError`` and ``__version__``; everything else is imported
+from its stage's subpackage (``wmprobe.probes``, ``wmprobe.models``, ``wmprobe.extraction``,
 ``wmprobe.stats``, ``wmprobe.auditing``, ``wmprobe.study``, ``wmprobe.reporting``,
-``wmprobe.mitigation``). Names load on first use, so ``import wmprobe`` imports no torch.
+``wmprobe.mitigation``, ``wmprobe.scanning``), shared names from ``wmprobe.constants`` and
+errors from ``wmprobe.errors``. Names load on first use, so ``import wmprobe`` imports no torch.
 
 Example:
     >>> import wmprobe
-    >>> wmprobe.__version__ == __import__("wmprobe._version").__version__
+    >>> from wmprobe._version import __version__
+    >>> wmprobe.__version__ == __version__
     True
+    >>> wmprobe.audit.__module__, wmprobe.report.__name__
+    ('wmprobe.auditing.run', 'build_report')
     >>> result = wmprobe.audit("../shared/data/imagenet-samples", limit=50)  # doctest: +SKIP
     >>> result.counts()  # doctest: +SKIP
 """
@@ -32,19 +37,20 @@ _LAZY = {
     "reproduce": "wmprobe.study.reproduce",
     "StudyResult": "wmprobe.study.reproduce",
     "report": "wmprobe.reporting.build",
-    "build_report": "wmprobe.reporting.build",
     "Report": "wmprobe.reporting.build",
-    "Study": "wmprobe.study.analysis",
-    "load_study": "wmprobe.study.analysis",
+    "scan": "wmprobe.scanning.run",
+    "ScanResult": "wmprobe.scanning.run",
+    "load_detector": "wmprobe.scanning.detector",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from wmprobe.auditing.run import AuditResult, audit
     from wmprobe.mitigation.pipeline import MitigationRun, mitigate
     from wmprobe.probes.generate import GeneratedSet, generate
-    from wmprobe.reporting.build import Report, build_report
+    from wmprobe.reporting.build import Report
     from wmprobe.reporting.build import build_report as report
-    from wmprobe.study.analysis import Study, load_study
+    from wmprobe.scanning.detector import load_detector
+    from wmprobe.scanning.run import ScanResult, scan
     from wmprobe.study.reproduce import StudyResult, reproduce
 
 __all__ = [
@@ -52,17 +58,17 @@ __all__ = [
     "GeneratedSet",
     "MitigationRun",
     "Report",
-    "Study",
+    "ScanResult",
     "StudyResult",
     "WmprobeError",
     "__version__",
     "audit",
-    "build_report",
     "generate",
-    "load_study",
+    "load_detector",
     "mitigate",
     "report",
     "reproduce",
+    "scan",
 ]
 
 

@@ -1,4 +1,5 @@
-"""Small helpers that several stages share: file digests and "did you mean" hints.
+"""Small helpers that several stages share, low in the stack (no torch, no pandas): atomic writes,
+file digests and "did you mean" hints.
 
 Example:
     >>> did_you_mean("resnet5O", ["resnet50", "resnet18", "vgg16"])
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterable
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["did_you_mean", "file_digest", "file_digests"]
+__all__ = ["atomic_write", "did_you_mean", "file_digest", "file_digests", "temporary_name"]
 
 _CHUNK = 1 << 20
 
@@ -49,3 +51,40 @@ def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.6) -> str:
     """
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=cutoff)
     return f" Did you mean {', '.join(close)}?" if close else ""
+
+
+def temporary_name(path: str | Path) -> Path:
+    """Where :func:`atomic_write` puts ``path``'s bytes before the rename: a hidden sibling file
+    named after the file and this process (two processes never share one)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write(path: str | Path, data: str | bytes | Callable[[Path], object]) -> Path:
+    """Write ``path`` whole or not at all: into a temporary sibling, then one atomic rename.
+
+    ``data`` is text (UTF-8), bytes, or a function that writes the file it is given (e.g.
+    ``lambda p: frame.to_parquet(p)``). A reader never sees a half-written file; a process
+    killed while writing leaves at most its temporary file behind, never a partial ``path``.
+    On an error the temporary file is removed and the error propagates.
+
+    Example:
+        >>> import tempfile
+        >>> target = Path(tempfile.mkdtemp()) / "a.txt"
+        >>> atomic_write(target, "done").read_text()
+        'done'
+    """
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        elif isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            data(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

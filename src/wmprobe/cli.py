@@ -50,6 +50,35 @@ WORKERS_OPTION = click.option(
 QUIET_OPTION = click.option("--quiet", is_flag=True, help="No progress bars.")
 
 
+def ENGINE_OPTIONS(func):  # noqa: N802 - used like the option constants above
+    """``--engine local|ray`` and ``--ray-address``."""
+    func = click.option(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to use with --engine ray (host:port, auto, ray://...; default: "
+        "$RAY_ADDRESS, else a Ray instance started here for the run).",
+    )(func)
+    return click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Where activations are computed: here, or on a Ray cluster (pip install "
+        "'wmprobe[ray]').",
+    )(func)
+
+
+def _engine(name: str, address: str | None, threads: int | None, workers: int | None):
+    """The engine the options ask for; what it starts is stopped when the command ends."""
+    from wmprobe.extraction.engines import get_engine
+
+    if name != "ray" and address is not None:
+        raise click.UsageError("--ray-address needs --engine ray.")
+    engine = get_engine(name, address=address, threads=threads, loader_workers=workers)
+    click.get_current_context().call_on_close(engine.close)
+    return engine
+
+
 def _friendly(func):
     """Turn wmprobe's named errors into a one-line message and exit status 1, never a traceback."""
 
@@ -124,7 +153,7 @@ def main() -> None:
     default="efficientnet_lite0",
     show_default=True,
     help="Model name, comma-separated names or a preset (paper20); see `wmprobe models`. "
-    "Several models: one subfolder of --out each.",
+    "Several models: OUT/models/<model>/ each, and OUT/study.json.",
 )
 @click.option(
     "--scenarios",
@@ -199,6 +228,13 @@ def main() -> None:
     type=click.IntRange(min=1),
     help="torch intra-op threads during extraction (default: torch's).",
 )
+@ENGINE_OPTIONS
+@click.option(
+    "--check-baseline",
+    is_flag=True,
+    help="First scan the baseline images for marks (wmprobe scan, packaged detector); the "
+    "summary lists those flagged.",
+)
 @QUIET_OPTION
 @_friendly
 def audit(
@@ -224,6 +260,9 @@ def audit(
     arch,
     unsafe_load,
     threads,
+    engine,
+    ray_address,
+    check_baseline,
     quiet,
 ) -> None:
     """Measure how well each unit of a model tells clean from watermarked images.
@@ -231,23 +270,29 @@ def audit(
     Writes units.parquet and units.csv (model, layer, scenario, unit, class_name, auc, d, DeLong
     interval, p, BH q, paired effect, null and placebo columns), counts.csv, outputs.csv,
     classes.parquet, stability.csv, summary.txt and run.json to --out, and prints the summary.
-    With --fail-if, exits with status 3 when a gate trips (for CI).
+    Several models: one such folder each in OUT/models/<model>/ and OUT/study.json (as
+    `wmprobe reproduce` writes); a model that cannot be audited here is skipped with the reason
+    (exit status 1 at the end). With --fail-if, exits with status 3 when a gate trips (for CI).
 
     Example:
 
         wmprobe audit --model efficientnet_lite0 --images ../shared/data/imagenet-samples
         --scenarios null,null+jpeg_probe,chinese,chinese+placebo_box,my_spec.toml --out RUN
     """
+    from wmprobe.auditing import runfolder
     from wmprobe.auditing.gates import (
         any_tripped,
         check_gates_for_audit,
         evaluate_gates,
         parse_gate,
     )
+    from wmprobe.auditing.many import audit_many
     from wmprobe.auditing.run import audit as run_audit
     from wmprobe.errors import GateError
-    from wmprobe.extraction.cache import ActivationCache, slug
-    from wmprobe.models import expand_models, get_model_spec
+    from wmprobe.extraction.cache import ActivationCache
+    from wmprobe.models import expand_models
+    from wmprobe.probes.images import scan_folder
+    from wmprobe.probes.scenario import resolve_scenarios
 
     names = expand_models(model)
     try:  # bad syntax, a gate fixed by its ranges or naming what the audit lacks: before any work
@@ -264,55 +309,93 @@ def audit(
         raise GateUsageError(f"--fail-if: {exc}") from exc
     if no_cache and cache_dir is not None:
         raise click.UsageError("--cache and --no-cache contradict each other.")
-    if len(names) > 1 and not random_weights and not download_weights:
-        missing = [
-            n
-            for n in names
-            if not n.startswith("ckpt:") and not get_model_spec(n).weights_available()
-        ]
-        if missing:  # say so before the first model runs, not after the tenth
-            raise WmprobeError(
-                f"Weights are not available offline for {len(missing)} of the {len(names)} "
-                f"models: {', '.join(missing)}. Add --download-weights (needs network) or "
-                "--random-weights, or leave them out (`wmprobe models` says which are ready)."
-            )
-    cache = False if no_cache else ActivationCache(cache_dir)
-    tripped = False
-    for name in names:
-        result = run_audit(
-            images,
-            model=name,
-            scenarios=_split(scenarios),
-            layers=_split(layers),
-            seed=seed,
-            limit=limit,
-            keep_watermarked=keep_watermarked,
-            pretrained=not random_weights,
-            device=device,
-            allow_download=download_weights,
-            batch_size=batch_size,
-            num_workers=workers,
-            progress=not quiet,
-            jpeg_quality=jpeg_quality,
-            cache=cache,
-            reduction=reduction,
-            dtype=dtype,
-            arch=arch,
-            unsafe_load=unsafe_load,
-            threads=threads,
-        )
-        result.config["command"] = _command_line()
-        paths = result.save(out if len(names) == 1 else out / slug(name))
+    probe_sets = resolve_scenarios(_split(scenarios))  # bad names and files fail before any work
+    runfolder.check_writable(out)
+    command = _command_line()
+    options = dict(
+        layers=_split(layers),
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
+        num_workers=workers,
+        progress=not quiet,
+        jpeg_quality=jpeg_quality,
+        cache=False if no_cache else ActivationCache(cache_dir),
+        reduction=reduction,
+        dtype=dtype,
+        arch=arch,
+        unsafe_load=unsafe_load,
+        threads=threads,
+        engine=_engine(engine, ray_address, threads, workers),
+    )
+    tripped = []
+
+    def show(name: str, result) -> None:
         click.echo(result.summary())
-        click.echo(f"\nwrote {', '.join(str(p) for p in paths.values())}")
         if gates:
             results = evaluate_gates(gates, result.table)
             for r in results:
                 click.echo(str(r))
-            tripped = tripped or any_tripped(results)
-    if tripped:
-        click.echo("audit gate tripped (--fail-if)", err=True)
+            tripped.append(any_tripped(results))
+
+    common = dict(
+        scenarios=probe_sets,
+        limit=limit,
+        keep_watermarked=keep_watermarked,
+        pretrained=not random_weights,
+        allow_download=download_weights,
+    )
+    baseline_lines = _check_baseline(images, out, limit, keep_watermarked) if check_baseline else []
+    for line in baseline_lines if len(names) > 1 else []:
+        click.echo(line)
+    if len(names) == 1:
+        image_set = scan_folder(images, keep_watermarked=keep_watermarked, limit=limit)
+        runfolder.begin(out, command=command)  # after the checks of the request and the images
+        result = run_audit(image_set, model=names[0], **common, **options)
+        result.config["command"] = command
+        if baseline_lines:
+            result.config["baseline_check"] = baseline_lines
+        paths = result.save(out)
+        show(names[0], result)
+        click.echo(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+        skipped = {}
+    else:
+        statuses = audit_many(
+            images,
+            out,
+            names,
+            command=command,
+            manifest={"baseline_check": baseline_lines} if baseline_lines else None,
+            say=click.echo,
+            on_result=show,
+            **common,
+            **options,
+        )
+        click.echo(
+            f"\nwrote {out / runfolder.STUDY_JSON} and {out / runfolder.MODELS_DIR}/<model>/"
+        )
+        skipped = {m: s.reason for m, s in statuses.items() if s.status == "skipped"}
+    if gates and (any(tripped) or skipped):
+        click.echo(
+            "audit gate tripped (--fail-if)" + (" or not checked" if skipped else ""), err=True
+        )
         sys.exit(3)
+    if skipped:
+        reasons = "; ".join(f"{m}: {r}" for m, r in skipped.items())
+        raise WmprobeError(
+            f"{len(skipped)} of the {len(names)} models were skipped ({reasons}); the others are "
+            f"in {out / runfolder.MODELS_DIR}."
+        )
+
+
+def _check_baseline(images: Path, out: Path, limit, keep_watermarked) -> list[str]:
+    """``audit --check-baseline``: scan the audit's own images into OUT/baseline_scan."""
+    from wmprobe.probes.images import scan_folder
+    from wmprobe.scanning.baseline import check_baseline
+
+    records = scan_folder(images, keep_watermarked=keep_watermarked, limit=limit).records
+    check = check_baseline(images, out / "baseline_scan", paths=[str(r.path) for r in records])
+    return check.lines()
 
 
 @main.command()
@@ -341,9 +424,10 @@ def audit(
 def report(run_dir, out, top_k, screenshot) -> None:
     """Write one self-contained HTML report of the audit(s) in RUN_DIR.
 
-    RUN_DIR is one audit run folder (`wmprobe audit --out`) or a study folder with
-    models/<model>/ run folders (`wmprobe reproduce --out`). Figures are written beside it as
-    PNG, SVG and CSV.
+    RUN_DIR is any folder that `wmprobe audit --out` (one model, or several: models/<model>/),
+    `wmprobe reproduce --out` or `wmprobe mitigate --out` wrote. An unfinished folder is an error
+    that quotes the command that resumes it. Figures are written beside the page as PNG, SVG and
+    CSV.
 
     Example:
 
@@ -403,6 +487,7 @@ def report(run_dir, out, top_k, screenshot) -> None:
 @DEVICE_OPTION
 @BATCH_SIZE_OPTION
 @WORKERS_OPTION
+@ENGINE_OPTIONS
 @QUIET_OPTION
 @_friendly
 def reproduce(
@@ -418,6 +503,8 @@ def reproduce(
     device,
     batch_size,
     workers,
+    engine,
+    ray_address,
     quiet,
 ) -> None:
     """Run the whole study: contact sheets, an audit of every model, analysis and the report.
@@ -449,6 +536,7 @@ def reproduce(
         progress=not quiet,
         command=_command_line(),
         say=click.echo,
+        engine=_engine(engine, ray_address, None, workers),
     )
     click.echo("")
     for model, status in result.statuses.items():
@@ -667,7 +755,8 @@ def generate(scenario, images, out, seed, limit, keep_watermarked, image_format,
     "scenarios",
     default="chinese",
     show_default=True,
-    help="Comma-separated scenarios the units are ranked and the heads measured on.",
+    help="Comma-separated scenarios the units are ranked and the heads measured on (presets, "
+    "FILE.toml, folder:PATH, as for `wmprobe audit`).",
 )
 @click.option(
     "--fractions",
@@ -746,45 +835,226 @@ def mitigate(**kw) -> None:
         wmprobe mitigate --model efficientnet_lite0 --images ../shared/data/imagenet-samples
         --downstream ../shared/data/caltech-101 --scenario chinese --out MIT
     """
-    from wmprobe.mitigation import mitigate as run_mitigate
+    from wmprobe.auditing import runfolder
+    from wmprobe.mitigation.pipeline import MitigationConfig
+    from wmprobe.mitigation.pipeline import mitigate as run_mitigate
 
     try:
         fractions = [float(f) for f in _split(kw["fractions"])]
         seeds = [int(x) for x in _split(kw["seeds"])]
     except ValueError as exc:
         raise click.BadParameter(f"--fractions and --seeds take numbers ({exc})") from exc
-    run = run_mitigate(
-        kw["images"],
-        kw["downstream"],
-        model=kw["model"],
+    out = runfolder.check_writable(kw["out"])  # before any work
+    same_name = {k: v for k, v in kw.items() if k in MitigationConfig.__dataclass_fields__}
+    config = MitigationConfig(**same_name).replace(
         scenarios=_split(kw["scenarios"]),
         fractions=fractions,
-        ranking=kw["rank_by"],
-        null_scenario=kw["null_scenario"],
-        null_quantile=kw["null_quantile"],
         seeds=seeds,
-        random_draws=kw["random_draws"],
-        cv=kw["cv"],
-        C=kw["C"],
-        test_fraction=kw["test_fraction"],
-        export_fraction=kw["export_fraction"],
+        ranking=kw["rank_by"],
         training="paper" if kw["paper_training"] else "lbfgs",
-        epochs=kw["epochs"],
-        lr=kw["lr"],
-        probe_seed=kw["probe_seed"],
-        limit=kw["limit"],
-        limit_per_class=kw["limit_per_class"],
         cache_dir=kw["cache"],
-        download=kw["download"],
-        data_dir=kw["data_dir"],
-        device=kw["device"],
         num_workers=kw["workers"],
-        threads=kw["threads"],
         progress=not kw["quiet"],
+        command=_command_line(),
     )
-    paths = run.save(kw["out"])
+    run = run_mitigate(kw["images"], kw["downstream"], config)
+    paths = run.save(out)
     click.echo(run.summary())
-    click.echo(f"\nwrote {kw['out']} ({', '.join(sorted(p.name for p in paths.values()))})")
+    click.echo(f"\nwrote {out} ({', '.join(sorted(p.name for p in paths.values()))})")
+
+
+@main.command()
+@IMAGES_OPTION
+@click.option("--out", type=click.Path(path_type=Path), help="Scan folder to write (resumable).")
+@click.option(
+    "--detector",
+    default=None,
+    help="A detector file from `wmprobe detector train`, or a packaged one: default (a map "
+    "head on efficientnet_lite0), linear_probe, units.",
+)
+@click.option("--model", default=None, help="Use the packaged detector for this model.")
+@click.option(
+    "--top",
+    default=48,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Contact sheet and page size.",
+)
+@click.option(
+    "--fpr",
+    default=0.01,
+    show_default=True,
+    type=float,
+    help="False-positive rate on held-out clean images that sets the threshold.",
+)
+@click.option(
+    "--labels",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="CSV file,label[,family] to evaluate against.",
+)
+@click.option(
+    "--train",
+    "train_first",
+    is_flag=True,
+    help="Train a detector on --images first (saved in --out/detector.pt) and scan with it.",
+)
+@LIMIT_OPTION
+@DEVICE_OPTION
+@BATCH_SIZE_OPTION
+@QUIET_OPTION
+@_friendly
+def scan(
+    images, out, detector, model, top, fpr, labels, train_first, limit, device, batch_size, quiet
+) -> None:
+    """Rank every image of a folder by how likely it carries an overlaid mark.
+
+    Writes scores.parquet and scores.csv (image_id, path, score, rank, flagged, region, family),
+    flagged.txt, skipped.csv, contact_sheet.png, index.html and scan.json to --out; with --labels
+    also evaluation.json. A killed scan resumes from its cache with identical scores.
+
+    Example:
+
+        wmprobe scan --images ../shared/data/caltech-101 --out SCAN --top 48 --fpr 0.01
+        --labels ../shared/data/caltech-101-overlays.csv
+    """
+    from wmprobe.scanning.evaluation import format_evaluation
+    from wmprobe.scanning.make_detector import train_detector
+    from wmprobe.scanning.run import scan as run_scan
+
+    if out is None:
+        raise click.UsageError("Missing option '--out'.")
+    if model is not None and detector is not None:
+        raise click.UsageError("--model and --detector contradict each other; give one.")
+    if model is not None and model != "efficientnet_lite0":
+        raise WmprobeError(
+            f"No packaged detector for {model!r}; train one with `wmprobe detector train "
+            f"--model {model} --images DIR --out FILE.pt` and pass --detector FILE.pt."
+        )
+    if train_first:
+        if detector is not None:
+            raise click.UsageError("--train and --detector contradict each other; give one.")
+        detector = str(Path(out) / "detector.pt")
+        if not Path(detector).is_file():
+            train_detector(
+                images, detector, exclude=labels, command=_command_line(), progress=not quiet
+            )
+    result = run_scan(
+        images,
+        out,
+        detector=detector,
+        top=top,
+        fpr=fpr,
+        batch_size=batch_size,
+        device=device,
+        labels=labels,
+        limit=limit,
+        progress=not quiet,
+    )
+    n_flag = int(result.table["flagged"].sum())
+    click.echo(
+        f"scored {len(result.table):,} images ({len(result.skipped):,} unreadable); threshold "
+        f"{result.threshold:.4f} (false-positive rate {fpr:g} on "
+        f"{len(result.detector.calibration)} "
+        f"held-out clean images) flags {n_flag:,}"
+    )
+    if result.evaluation is not None:
+        click.echo(format_evaluation(result.evaluation))
+    click.echo(
+        f"wrote {out} (scores.parquet, scores.csv, flagged.txt, contact_sheet.png, index.html)"
+    )
+
+
+@main.group()
+def detector() -> None:
+    """Mark detectors for `wmprobe scan`: train one on synthetic marks over your images."""
+
+
+@detector.command("train")
+@IMAGES_OPTION
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Detector file to write (.pt, with a .json beside).",
+)
+@click.option(
+    "--kind", default="map", show_default=True, type=click.Choice(["map", "linear", "units"])
+)
+@click.option("--model", default="efficientnet_lite0", show_default=True)
+@click.option("--layer", default=None, help="Layer the detector reads (map default: _blocks.10).")
+@click.option(
+    "--input-size",
+    default=None,
+    type=click.IntRange(min=32),
+    help="Square input size (map default: 320).",
+)
+@click.option(
+    "--backgrounds",
+    default=1200,
+    show_default=True,
+    type=click.IntRange(min=16),
+    help="Clean images to draw marks on.",
+)
+@click.option(
+    "--exclude",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Label CSV whose files are never used for training.",
+)
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--cache",
+    "cache_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Feature cache folder.",
+)
+@DEVICE_OPTION
+@QUIET_OPTION
+@_friendly
+def detector_train(
+    images,
+    out,
+    kind,
+    model,
+    layer,
+    input_size,
+    backgrounds,
+    exclude,
+    epochs,
+    seed,
+    cache_dir,
+    device,
+    quiet,
+) -> None:
+    """Train a mark detector on synthetic marks drawn over images of a folder; calibrate it.
+
+    Example:
+
+        wmprobe detector train --images ../shared/data/caltech-101 --out det.pt
+        --exclude ../shared/data/caltech-101-overlays.csv
+    """
+    from wmprobe.scanning.make_detector import train_detector
+
+    det = train_detector(
+        images,
+        out,
+        kind=kind,
+        model=model,
+        layer=layer,
+        input_size=input_size,
+        backgrounds=backgrounds,
+        exclude=exclude,
+        epochs=epochs,
+        seed=seed,
+        cache_dir=cache_dir,
+        device=device,
+        command=_command_line(),
+        progress=not quiet,
+    )
+    click.echo(f"trained a {det.kind} detector in {det.info['train_seconds']} s; wrote {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,16 +26,15 @@ CHILD = f"""
 import os, sys, time
 sys.path[:0] = [{str(REPO / "src")!r}, {str(REPO)!r}]
 import tests._counting
-import wmprobe.auditing.run
+import wmprobe.auditing.runfolder as runfolder
 import wmprobe.extraction.cache
-audit_module = sys.modules["wmprobe.auditing.run"]  # the package's `audit` is the function
 wmprobe.extraction.cache.ActivationCache.__init__.__kwdefaults__["chunk_size"] = 2
-if os.environ.get("SLOW_WRITES"):
-    _write = audit_module._atomic_write
-    def _slow(path, write):
+if os.environ.get("SLOW_WRITES"):  # every file of a run folder goes through this one write
+    _write = runfolder.atomic_write
+    def _slow(path, data):
         time.sleep(float(os.environ["SLOW_WRITES"]))
-        _write(path, write)
-    audit_module._atomic_write = _slow
+        return _write(path, data)
+    runfolder.atomic_write = _slow
 from wmprobe.cli import main
 main()
 """

@@ -186,6 +186,9 @@ def test_every_key_field_changes_the_digest_and_folder():
     base = EntryKey(
         model="m",
         weights="w",
+        code="c",
+        device="cpu",
+        autocast=None,
         variant="latin",
         artifact="a",
         seed=0,
@@ -217,6 +220,7 @@ def test_clean_entry_is_shared_by_a_new_scenario(records, tmp_path):
         records,
         [Scenario.preset("latin"), Scenario.preset("hindi")],
         layers=["logits"],
+        batch_size=2,  # as _extract: the batch size is in the key
         num_workers=0,
         progress=False,
         cache=cache,
@@ -294,7 +298,7 @@ def test_several_models_write_one_folder_each(image_dir, tmp_path):
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output
     for name in ("counting_net", "tiny_test_net"):
-        table = pd.read_parquet(tmp_path / "run" / name / "units.parquet")
+        table = pd.read_parquet(tmp_path / "run" / "models" / name / "units.parquet")
         assert set(table["model"]) == {name}
 
 

@@ -244,3 +244,13 @@ def test_real_export_reproduces_the_table_on_a_caltech101_subset(tmp_path):
     row = pd.read_csv(out / "table.csv").set_index("fraction").loc[0.1]
     assert row["left_out"] == 128 and row["accuracy"] >= 0.75
     assert accuracy_of_export(out, folder) == pytest.approx(row["accuracy"])
+
+
+def test_mitigate_takes_a_config_and_refuses_unknown_options(image_dir, folder_dataset):
+    from wmprobe.errors import InvalidArgumentError
+    from wmprobe.mitigation.pipeline import MitigationConfig
+
+    config = MitigationConfig(model="tiny_test_net", fractions=(0, 0.5))
+    assert config.replace(ranking="max").ranking == "max" and config.ranking == "d"
+    with pytest.raises(InvalidArgumentError, match="colour"):
+        mitigate(image_dir, folder_dataset, config, colour="red")

@@ -1,6 +1,7 @@
 """The artifact specification: text and overlay options, spec files, sweeps, hashes."""
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -274,3 +275,24 @@ def test_spec_font_files_are_relative_to_the_spec_and_hashed_by_content(tmp_path
     before = scenario.spec_hash()
     (tmp_path / "own.ttf").write_bytes(font_path("devanagari").read_bytes())
     assert scenario.spec_hash() != before
+
+
+def _sweep(key: str, n: int) -> str:
+    return f"{key} = [{', '.join(['20'] * n)}]\n"
+
+
+@pytest.mark.parametrize(
+    "tables, count, before",
+    [
+        ({"a": _sweep("size", 101) + _sweep("length", 100)}, "10,100", "0"),
+        ({"a": _sweep("size", 6000), "b": _sweep("size", 5000)}, "5,000", "6,000"),
+        ({"a": _sweep("size", 1000) + _sweep("length", 1000)}, "1,000,000", "0"),
+    ],
+)
+def test_absurd_sweeps_are_refused_before_any_scenario_is_made(tmp_path, tables, count, before):
+    path = tmp_path / "huge.toml"
+    path.write_text("".join(f"[scenarios.{n}]\ntext = 'x'\n{v}" for n, v in tables.items()))
+    start = time.perf_counter()
+    with pytest.raises(ScenarioSpecError, match=rf"expands to {count} scenarios \({before} before"):
+        load_spec_file(path)
+    assert time.perf_counter() - start < 5  # refused up front, not after making them

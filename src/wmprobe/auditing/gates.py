@@ -346,5 +346,14 @@ def evaluate_gates(gates: Iterable[Gate], table: pd.DataFrame) -> list[GateResul
 
 
 def any_tripped(results: Iterable[GateResult]) -> bool:
-    """True when at least one gate result tripped (the CI run should fail)."""
+    """True when at least one gate result tripped (the CI run should fail).
+
+    Example:
+        >>> t = pd.DataFrame({"layer": "fc", "scenario": "latin", "unit": [0, 1, 2],
+        ...                   "auc": [0.5, 0.95, 0.99], "d": [0.5, 0.95, 0.99], "q": 0.5})
+        >>> any_tripped(evaluate_gates(parse_gate("fc:d>0.9:count>2"), t))
+        False
+        >>> any_tripped(evaluate_gates(parse_gate("fc:d>0.9:count>1"), t))
+        True
+    """
     return any(r.tripped for r in results)

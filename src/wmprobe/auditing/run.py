@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import time
 from collections.abc import Sequence
@@ -15,9 +14,10 @@ import pandas as pd
 from wmprobe._version import __version__
 from wmprobe.auditing.tables import audit_table, class_table, output_summary, stability_table
 from wmprobe.constants import DEFAULT_LAYERS, THRESHOLDS
-from wmprobe.errors import ImageFolderError, InvalidArgumentError, ScenarioSpecError
+from wmprobe.errors import ImageFolderError, InvalidArgumentError, RunFolderError
 from wmprobe.extraction.activations import Activations, extract, require_readable
 from wmprobe.extraction.cache import ActivationCache
+from wmprobe.extraction.engines import Engine
 from wmprobe.models import load_model
 from wmprobe.probes.artifacts import PAPER_SCENARIOS
 from wmprobe.probes.folder import FolderScenario
@@ -87,49 +87,30 @@ class AuditResult:
 
         Also the per-image evidence the report needs (see :mod:`wmprobe.auditing.evidence`):
         ``predictions.parquet`` and ``top_images.parquet`` when logits were extracted, and
-        ``accuracy.csv`` (variant, top1) when labels are known. run.json is written last, so a
-        folder with run.json is complete.
+        ``accuracy.csv`` (variant, top1) when labels are known. What an earlier run left in the
+        folder goes first (:func:`wmprobe.auditing.runfolder.clear`); run.json is written last,
+        so a folder with run.json is complete. A write failure is a
+        :class:`~wmprobe.errors.RunFolderError` (the activations stay in the cache).
         """
-        from wmprobe.auditing.evidence import predictions_table, top_images_table
+        from wmprobe.auditing import runfolder
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "run.json").unlink(missing_ok=True)  # an earlier run's: the folder is not complete
-        paths = {name: out / name for name in (
-            "units.parquet", "units.csv", "counts.csv", "outputs.csv", "classes.parquet",
-            "stability.csv", "summary.txt",
-        )}  # fmt: skip
-        _atomic_write(paths["units.parquet"], lambda p: self.table.to_parquet(p, index=False))
-        _atomic_write(paths["units.csv"], lambda p: self.table.to_csv(p, index=False))
-        _atomic_write(paths["counts.csv"], lambda p: self.counts().to_csv(p, index=False))
-        for name, frame in (
-            ("outputs.csv", self.outputs),
-            ("classes.parquet", self.classes),
-            ("stability.csv", self.stability),
-        ):
+        out = runfolder.check_writable(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"Cannot create the run folder {str(out)!r}: {exc}") from exc
+        runfolder.clear(out)  # run.json first: the folder is not complete until the end
+        paths: dict[str, Path] = {}
+        for name, frame in self._outputs().items():
             if frame is None:
-                paths.pop(name)
+                continue
+            if isinstance(frame, str):
+                write = frame
             elif name.endswith(".parquet"):
-                _atomic_write(paths[name], lambda p, f=frame: f.to_parquet(p, index=False))
+                write = lambda p, f=frame: f.to_parquet(p, index=False)  # noqa: E731
             else:
-                _atomic_write(paths[name], lambda p, f=frame: f.to_csv(p, index=False))
-        _atomic_write(paths["summary.txt"], lambda p: Path(p).write_text(self.summary() + "\n"))
-        extra = {
-            "accuracy.csv": (self.accuracy(), lambda df, p: df.to_csv(p, index=False)),
-            "predictions.parquet": (
-                predictions_table(self.activations),
-                lambda df, p: df.to_parquet(p, index=False),
-            ),
-            "top_images.parquet": (
-                top_images_table(self.activations, self.table, self.images.records),
-                lambda df, p: df.to_parquet(p, index=False),
-            ),
-        }
-        for name, (frame, write) in extra.items():
-            if frame is not None:
-                paths[name] = out / name
-                _atomic_write(paths[name], lambda p, f=frame, w=write: w(f, p))
-        paths["run.json"] = out / "run.json"
+                write = lambda p, f=frame: f.to_csv(p, index=False)  # noqa: E731
+            paths[name] = runfolder.write_file(out, name, write)
         manifest = {
             **self.config,
             "wmprobe_version": __version__,
@@ -139,32 +120,27 @@ class AuditResult:
             "images_skipped": self.activations.skipped,
             "seconds": round(self.seconds, 2),
         }
-        _atomic_write(
-            paths["run.json"], lambda p: Path(p).write_text(json.dumps(manifest, indent=2))
-        )
+        paths["run.json"] = runfolder.write_run_json(out, manifest)
         return paths
 
+    def _outputs(self) -> dict[str, pd.DataFrame | str | None]:
+        """Each file of the run folder and what goes in it (None: not written for this run)."""
+        from wmprobe.auditing.evidence import predictions_table, top_images_table
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
-
-
-def _resolve(scenarios: Sequence[str | Scenario]) -> list[Scenario]:
-    items = list(scenarios)
-    if all(isinstance(s, str) for s in items):
-        return resolve_scenarios(items)  # type: ignore[arg-type]
-    out: list[Scenario] = []
-    for item in items:
-        out += [item] if isinstance(item, Scenario) else resolve_scenarios([item])
-    names = [s.name for s in out]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ScenarioSpecError(
-            f"Scenario(s) {', '.join(twice)} given twice; names must be unique in one run."
-        )
-    return out
+        return {
+            "units.parquet": self.table,
+            "units.csv": self.table,
+            "counts.csv": self.counts(),
+            "outputs.csv": self.outputs,
+            "classes.parquet": self.classes,
+            "stability.csv": self.stability,
+            "summary.txt": self.summary() + "\n",
+            "accuracy.csv": self.accuracy(),
+            "predictions.parquet": predictions_table(self.activations),
+            "top_images.parquet": top_images_table(
+                self.activations, self.table, self.images.records
+            ),
+        }
 
 
 def _pair_probe_folders(
@@ -236,13 +212,15 @@ def audit(
     arch: str | None = None,
     unsafe_load: bool = False,
     threads: int | None = None,
+    engine: Engine | None = None,
 ) -> AuditResult:
     """Audit one model: how well each of its units tells clean images from watermarked ones.
 
     ``layers`` are ``logits``, ``features``, ``blocks`` or module paths (``wmprobe layers``).
     ``cache``: True uses the default cache folder (``$WMPROBE_CACHE`` or ``~/.cache/wmprobe``),
     a path or an :class:`~wmprobe.extraction.cache.ActivationCache` that one, False none.
-    ``arch`` and ``unsafe_load`` apply to ``ckpt:`` models. See
+    ``arch`` and ``unsafe_load`` apply to ``ckpt:`` models. ``engine``: where the activations are
+    computed (:func:`wmprobe.extraction.engines.get_engine`; None: here). See
     :func:`~wmprobe.extraction.activations.extract` for the rest. ``scenarios`` are names that
     :func:`wmprobe.probes.scenario.resolve_scenarios` understands
     (presets with modifiers, ``FILE.toml``, ``folder:PATH``) or :class:`Scenario` objects. With
@@ -260,7 +238,9 @@ def audit(
         )
     if jpeg_quality is not None:
         check_jpeg_quality(jpeg_quality)
-    probe_sets = _resolve(scenarios)  # unknown names, bad files, missing packages: fail now
+    probe_sets = resolve_scenarios(
+        scenarios
+    )  # unknown names, bad files, missing packages: fail now
     image_set = (
         images
         if isinstance(images, ImageSet)
@@ -291,6 +271,7 @@ def audit(
         dtype=dtype,
         jpeg_quality=jpeg_quality,
         threads=threads,
+        engine=engine,
     )
     require_readable(acts, len(image_set))
     config = {
@@ -299,13 +280,15 @@ def audit(
         "images": str(image_set.root),
         "scenarios": [s.name for s in probe_sets],
         "scenario_specs": {s.name: s.spec_hash() for s in probe_sets},
+        "scenario_definitions": [s.to_dict() for s in probe_sets],
         "probes_without_clean_image": unpaired,
         "jpeg_quality": jpeg_quality,
         "layers": list(layers),
         "seed": seed,
         "limit": limit,
         "keep_watermarked": keep_watermarked,
-        "device": str(loaded.device),
+        "device": engine.device(device) if engine and engine.remote else str(loaded.device),
+        "engine": "local" if engine is None else engine.name,
         "reduction": reduction,
         "dtype": dtype,
         "cache": str(store.root) if store is not None else None,

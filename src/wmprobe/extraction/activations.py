@@ -1,38 +1,58 @@
-"""Activations: one forward pass per batch over the clean frames and every probe of them.
+"""Activations of a model on clean frames and their probes: planned per cache chunk, computed by
+an engine, assembled by chunk id.
 
-Reading, framing and drawing run in DataLoader workers while the model runs; every requested layer
-is recorded in the same pass (hooks, :mod:`wmprobe.models.layers`). With a cache
-(:mod:`wmprobe.extraction.cache`) each (variant, layer) is an entry of its own: the clean entry
-is shared by
-every scenario, a run computes only the chunks and variants that are missing, and a killed run
-resumes where it stopped.
+:class:`ExtractionRequest` plans one model's extraction: with a cache
+(:mod:`wmprobe.extraction.cache`) each (variant, layer) is an entry of its own (the clean entry is
+shared by every scenario), and only the chunks that some entry lacks become tasks.
+:func:`run_requests` hands the tasks to an engine (:mod:`wmprobe.extraction.engines`: here, or a
+Ray cluster), which computes each chunk with :mod:`wmprobe.extraction.chunks` (every requested
+layer in the same forward passes), and stores each result under its chunk id as it arrives; a
+killed run resumes where it stopped. :class:`Activations` is what callers read.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
-from tqdm.auto import tqdm
 
 from wmprobe.constants import CLEAN, DEFAULT_LAYERS
-from wmprobe.errors import ImageFolderError, InvalidArgumentError, LayerError, WmprobeError
-from wmprobe.extraction._cpu import inference_scope
-from wmprobe.extraction.cache import DTYPES, ActivationCache, CacheEntry, EntryKey, acquire, release
-from wmprobe.models import REDUCTIONS, LayerTaps, LoadedModel, resolve_layers
-from wmprobe.probes.images import (
-    FRAME_SIZE,
-    ImageRecord,
-    check_jpeg_quality,
-    jpeg_roundtrip,
-    load_frame,
+from wmprobe.errors import ImageFolderError, InvalidArgumentError, LayerError
+from wmprobe.extraction.cache import (
+    DEFAULT_CHUNK,
+    DTYPES,
+    ActivationCache,
+    CacheEntry,
+    EntryKey,
+    prepare,
+    release,
 )
+from wmprobe.extraction.chunks import (
+    ChunkResult,
+    ChunkTask,
+    ExtractionPlan,
+    default_workers,
+    extraction_job,
+    plan_tasks,
+)
+from wmprobe.extraction.engines.base import Engine
+from wmprobe.extraction.engines.local import LocalEngine
+from wmprobe.models import REDUCTIONS, LoadedModel, resolve_layers
+from wmprobe.probes.images import FRAME_SIZE, ImageRecord, check_jpeg_quality
 from wmprobe.probes.scenario import Scenario
+
+__all__ = [
+    "CLEAN",
+    "Activations",
+    "ExtractionRequest",
+    "LayerValues",
+    "default_workers",
+    "extract",
+    "require_readable",
+    "run_requests",
+]
 
 
 class LayerValues(Mapping):
@@ -150,103 +170,6 @@ def require_readable(acts: Activations, n_images: int) -> Activations:
     return acts
 
 
-class _ProbeDataset(Dataset):
-    """Item ``(i, variants)``: the frames of image i for those variants (0: clean, s+1: scenario s),
-    as uint8 ``[k, H, W, 3]``, and the texts drawn."""
-
-    def __init__(
-        self,
-        records: Sequence[ImageRecord],
-        scenarios: Sequence[Scenario],
-        seed: int,
-        jpeg_quality: int | None = None,
-    ):
-        self.records = list(records)
-        self.scenarios = list(scenarios)
-        self.seed = seed
-        self.jpeg_quality = jpeg_quality
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, item: tuple[int, tuple[int, ...]]) -> dict:
-        index, variants = item
-        record = self.records[index]
-        try:
-            frame = load_frame(record.path)
-        except Exception as exc:  # noqa: BLE001 - any unreadable image is a counted skip
-            return {"index": index, "error": f"{type(exc).__name__}: {exc}"}
-        frames, texts = [], []
-        for v in variants:
-            if v == 0:
-                frames.append(frame)
-                continue
-            try:
-                drawn = self.scenarios[v - 1].draw(frame, seed=self.seed, image_id=record.image_id)
-            except WmprobeError as exc:  # raised again, cleanly, in the main process
-                return {"index": index, "fatal": exc}
-            frames.append(drawn.image)
-            texts.append(drawn.text)
-        if self.jpeg_quality is not None:  # both sides alike, probes after drawing
-            frames = [jpeg_roundtrip(f, self.jpeg_quality) for f in frames]
-        pixels = np.stack([np.asarray(f, dtype=np.uint8) for f in frames])
-        return {"index": index, "pixels": pixels, "texts": texts}
-
-
-def _collate(items: list[dict]) -> dict:
-    """One batch: a single uint8 tensor ``[B, k, H, W, 3]`` (shared memory in a worker)."""
-    good = [it for it in items if "pixels" in it]
-    batch = {
-        "index": [it["index"] for it in good],
-        "texts": [it["texts"] for it in good],
-        "errors": {it["index"]: it["error"] for it in items if "error" in it},
-        "fatal": next((it["fatal"] for it in items if "fatal" in it), None),
-        "size": len(items),
-    }
-    if good:
-        tensors = [torch.from_numpy(it["pixels"]) for it in good]
-        if get_worker_info() is None:
-            batch["pixels"] = torch.stack(tensors)
-        else:
-            batch["pixels"] = default_collate(tensors)  # stacks straight into shared memory
-    return batch
-
-
-def as_frames(pixels: torch.Tensor) -> torch.Tensor:
-    """``[B, k, H, W, 3]`` uint8 -> ``[B * k, 3, H, W]``, a channels-last view (no copy)."""
-    b, k, h, w, c = pixels.shape
-    return pixels.view(b * k, h, w, c).permute(0, 3, 1, 2)
-
-
-def default_workers() -> int:
-    """DataLoader workers: half the CPUs (drawing is light next to the forward pass), at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
-
-
-class _Chunk:
-    """The rows of one chunk of images as they come in, per (variant, layer)."""
-
-    def __init__(self, start: int, rows: int, variants: tuple[int, ...]):
-        self.start, self.rows, self.variants = start, rows, variants
-        self.values: dict[tuple[int, str], np.ndarray] = {}
-        self.ok = np.zeros(rows, dtype=bool)
-        self.errors: dict[int, str] = {}
-        self.texts: dict[int, list[str]] = {v: [""] * rows for v in variants if v > 0}
-
-    def put(self, index: list[int], outputs: dict[str, np.ndarray], texts: list[list[str]]) -> None:
-        rows = np.asarray(index) - self.start
-        for name, arr in outputs.items():  # arr: [B, k, units]
-            for j, v in enumerate(self.variants):
-                if (v, name) not in self.values:
-                    self.values[v, name] = np.zeros((self.rows, arr.shape[-1]), dtype=np.float32)
-                self.values[v, name][rows] = arr[:, j]
-        self.ok[rows] = True
-        scenario_variants = [v for v in self.variants if v > 0]
-        for r, drawn in zip(rows, texts, strict=True):
-            for v, text in zip(scenario_variants, drawn, strict=True):
-                self.texts[v][r] = text
-
-
 class _MemorySink:
     """Without a cache: every (variant, layer) in memory."""
 
@@ -257,15 +180,15 @@ class _MemorySink:
         self.errors: dict[int, str] = {}
         self.texts: dict[int, list[str]] = {v: [""] * n for v in range(1, n_variants)}
 
-    def write(self, chunk: _Chunk) -> None:
-        sl = slice(chunk.start, chunk.start + chunk.rows)
-        for (v, name), values in chunk.values.items():
+    def write(self, result: ChunkResult) -> None:
+        sl = slice(result.start, result.start + result.rows)
+        for (v, name), values in result.values.items():
             if (v, name) not in self.arrays:
                 self.arrays[v, name] = np.zeros((self.n, values.shape[1]), dtype=np.float32)
             self.arrays[v, name][sl] = values
-        self.ok[sl] = chunk.ok
-        self.errors.update({chunk.start + r: why for r, why in chunk.errors.items()})
-        for v, texts in chunk.texts.items():
+        self.ok[sl] = result.ok
+        self.errors.update({result.start + r: why for r, why in result.errors.items()})
+        for v, texts in result.texts.items():
             self.texts[v][sl] = texts
 
 
@@ -306,91 +229,185 @@ def extract(
     dtype: str = "float32",
     jpeg_quality: int | None = None,
     threads: int | None = None,
+    engine: Engine | None = None,
 ) -> Activations:
     """Run ``model`` once over every image and its probes; all requested layers in one pass.
 
     Args:
         layers: ``logits``, ``features``, ``blocks`` or module paths (see ``wmprobe layers``).
-        batch_size: images per batch; each brings its clean frame and its probes along.
+        batch_size: images per forward pass (one variant at a time; in the cache key, since a
+            frame's last bits depend on the batch it was computed in).
         cache: an :class:`~wmprobe.extraction.cache.ActivationCache` or its folder; None: in
             memory only.
         reduction: ``mean`` or ``max`` over space (conv maps) or tokens (transformers).
         dtype: ``float32`` or ``float16``, as stored in the cache.
         jpeg_quality: JPEG-encode the clean frame and each probe after drawing (in the cache key).
-        threads: torch intra-op threads during the pass (None: as set); restored after.
+        threads, num_workers: torch intra-op threads (None: as set; restored after) and image
+            reading processes of the default local engine.
+        engine: where the chunks are computed (:func:`~wmprobe.extraction.engines.get_engine`);
+            None: here, with ``threads`` and ``num_workers``.
 
     Images that cannot be read are skipped and listed in ``Activations.skipped`` with the reason.
     With ``jpeg_quality`` the clean frame and every probe (after drawing) are JPEG-encoded at that
     quality and decoded, both sides alike.
     """
-    scenarios = list(scenarios)
-    _check_arguments(scenarios, reduction, dtype, jpeg_quality, batch_size)
-    layer_list = resolve_layers(model, layers)
-    names = [layer.name for layer in layer_list]
-    variants = (CLEAN, *(s.name for s in scenarios))
-    records = list(records)
-    n = len(records)
-    if isinstance(cache, str | Path):
-        cache = ActivationCache(cache)
-    entries: dict[tuple[int, str], CacheEntry] = {}
-    if cache is not None:
-        entries = _entries(
-            cache,
-            model,
-            records,
-            scenarios,
-            names,
-            variants,
+    request = ExtractionRequest(
+        model,
+        records,
+        scenarios,
+        seed=seed,
+        layers=layers,
+        batch_size=batch_size,
+        cache=cache,
+        reduction=reduction,
+        dtype=dtype,
+        jpeg_quality=jpeg_quality,
+    )
+    engine = engine or LocalEngine(threads=threads, loader_workers=num_workers)
+    run_requests([request], engine, progress=progress)
+    return request.activations()
+
+
+class ExtractionRequest:
+    """One model's extraction, planned: its cache entries and the chunks still to compute.
+
+    :func:`run_requests` computes the chunks of several requests at once (models spread over an
+    engine's workers); :meth:`activations` reads the result.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        records: Sequence[ImageRecord],
+        scenarios: Sequence[Scenario],
+        *,
+        seed: int = 0,
+        layers: Sequence[str] = DEFAULT_LAYERS,
+        batch_size: int = 16,
+        cache: ActivationCache | str | Path | None = None,
+        reduction: str = "mean",
+        dtype: str = "float32",
+        jpeg_quality: int | None = None,
+    ):
+        scenarios = list(scenarios)
+        _check_arguments(scenarios, reduction, dtype, jpeg_quality, batch_size)
+        layer_list = resolve_layers(model, layers)
+        self.model = model
+        self.names = [layer.name for layer in layer_list]
+        self.variants = (CLEAN, *(s.name for s in scenarios))
+        self.records = list(records)
+        if isinstance(cache, str | Path):
+            cache = ActivationCache(cache)
+        self.cache = cache
+        self.entries: dict[tuple[int, str], CacheEntry] = {}
+        if cache is not None:
+            self.entries = _entries(
+                cache,
+                model,
+                self.records,
+                scenarios,
+                self.names,
+                self.variants,
+                seed=seed,
+                reduction=reduction,
+                dtype=dtype,
+                jpeg_quality=jpeg_quality,
+                batch_size=batch_size,
+            )
+        self.plan = ExtractionPlan(
+            scenarios=tuple(scenarios),
+            layers=tuple(layer_list),
             seed=seed,
             reduction=reduction,
-            dtype=dtype,
             jpeg_quality=jpeg_quality,
+            batch_size=batch_size,
+            chunk_size=cache.chunk_size if cache is not None else DEFAULT_CHUNK,
         )
-        chunk_size = cache.chunk_size
-    else:
-        chunk_size = max(batch_size, 256)
-    sink = _MemorySink(n, names, len(variants))
-    locks = acquire([e for e in entries.values() if not e.is_complete()], announce=progress)
-    try:
-        for entry in entries.values():
-            if not entry.is_complete():
-                entry.begin()
-        done = {k: e.done_chunks() for k, e in entries.items()}
-        schedule = _schedule(n, chunk_size, batch_size, variants, names, done if cache else None)
-        if schedule:
-            _run(
-                model,
-                records,
-                scenarios,
-                layer_list,
-                schedule,
-                sink,
-                entries,
-                seed=seed,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                progress=progress,
-                reduction=reduction,
-                jpeg_quality=jpeg_quality,
-                threads=threads,
-            )
-        for entry in entries.values():
+        self.sink = _MemorySink(len(self.records), self.names, len(self.variants))
+        self.tasks: list[ChunkTask] = []
+        self.frames_computed = 0
+
+    def open_entries(self) -> list[CacheEntry]:
+        """The entries this run writes and the tasks still to do (once
+        :func:`~wmprobe.extraction.cache.prepare` has locked them and made them ready)."""
+        todo = [e for e in self.entries.values() if not e.is_complete()]
+        done = {k: e.done_chunks() for k, e in self.entries.items()} if self.cache else None
+        self.tasks = plan_tasks(
+            self.records, self.plan.chunk_size, len(self.variants), self.names, done
+        )
+        return todo
+
+    def write(self, task: ChunkTask, result: ChunkResult) -> None:
+        """Store one finished chunk (into the cache entries, or memory without a cache)."""
+        self.frames_computed += result.frames
+        if not self.entries:
+            self.sink.write(result)
+            return
+        records = self.records
+        errors = {records[result.start + r].image_id: why for r, why in result.errors.items()}
+        for v, name in sorted(task.needed):
+            values = result.values.get((v, name)) if result.ok.any() else None
+            texts = result.texts.get(v)
+            self.entries[v, name].write_chunk(result.chunk, values, result.ok, errors, texts)
+
+    def finish(self) -> None:
+        for entry in self.entries.values():
             entry.finish()
+
+    def activations(self) -> Activations:
+        """The result (read from the cache entries, or from memory)."""
+        if self.cache is not None:
+            acts = _from_entries(
+                self.model.name, self.records, self.variants, self.names, self.entries
+            )
+        else:
+            acts = _from_memory(self.model.name, self.records, self.variants, self.names, self.sink)
+        acts.frames_computed = self.frames_computed
+        return acts
+
+
+def run_requests(
+    requests: Sequence[ExtractionRequest], engine: Engine, *, progress: bool = True
+) -> None:
+    """Compute every missing chunk of ``requests`` on ``engine`` and store each as it arrives.
+
+    The cache entries are locked for the run; results are stored by chunk id, so any arrival order
+    gives the same entries. A run stopped half-way (Ctrl-C, a kill) leaves whole chunks that the
+    next run keeps.
+    """
+    entries = [e for r in requests for e in r.entries.values()]
+    locks = prepare(entries, announce=progress)  # damaged entries start over
+    try:
+        for request in requests:
+            request.open_entries()
+        work = [(extraction_job(r.model, r.plan, remote=engine.remote), r.tasks) for r in requests]
+        names = sorted({r.model.name for r in requests})
+        desc = names[0] if len(names) == 1 else f"{len(names)} models"
+        for j, i, result in engine.map_jobs(work, progress=progress, desc=desc):
+            requests[j].write(requests[j].tasks[i], result)
+        for request in requests:
+            request.finish()
     finally:
         release(locks)
-    if cache is not None:
-        acts = _from_entries(model.name, records, variants, names, entries)
-    else:
-        acts = _from_memory(model.name, records, variants, names, sink)
-    acts.frames_computed = sum(len(batch[5]) * len(batch[3]) for batch in schedule)
-    return acts
 
 
 def _entries(
-    cache, model, records, scenarios, names, variants, *, seed, reduction, dtype, jpeg_quality
+    cache,
+    model,
+    records,
+    scenarios,
+    names,
+    variants,
+    *,
+    seed,
+    reduction,
+    dtype,
+    jpeg_quality,
+    batch_size,
 ) -> dict[tuple[int, str], CacheEntry]:
     images = cache.images_digest([r.image_id for r in records], [r.path for r in records])
-    weights = model.weights_hash()
+    weights, code = model.weights_hash(), model.code_hash()
+    autocast = model.autocast_dtype
     out = {}
     for v, variant in enumerate(variants):
         artifact = None if v == 0 else scenarios[v - 1].spec_hash()
@@ -398,6 +415,9 @@ def _entries(
             key = EntryKey(
                 model=model.name,
                 weights=weights,
+                code=code,
+                device=model.device.type,
+                autocast=None if autocast is None else str(autocast).removeprefix("torch."),
                 variant=variant,
                 artifact=artifact,
                 seed=None if v == 0 else seed,
@@ -411,102 +431,10 @@ def _entries(
                 images=images,
                 n_images=len(records),
                 dtype=dtype,
+                batch_size=batch_size,
             )
             out[v, name] = cache.entry(key)
     return out
-
-
-def _schedule(n, chunk_size, batch_size, variants, names, done):
-    """Batches to run: ``(chunk, start, rows, variant ids, needed, items, last)``.
-
-    ``needed`` is the set of (variant, layer) entries that lack the chunk.
-    """
-    out = []
-    for chunk in range(-(-n // chunk_size)):
-        start = chunk * chunk_size
-        rows = min(chunk_size, n - start)
-        if done is None:
-            needed = {(v, name) for v in range(len(variants)) for name in names}
-        else:
-            needed = {key for key, chunks in done.items() if chunk not in chunks}
-        if not needed:
-            continue
-        vids = tuple(sorted({v for v, _ in needed}))
-        for b0 in range(start, start + rows, batch_size):
-            b1 = min(b0 + batch_size, start + rows)
-            items = [(i, vids) for i in range(b0, b1)]
-            out.append((chunk, start, rows, vids, needed, items, b1 == start + rows))
-    return out
-
-
-def _run(
-    model,
-    records,
-    scenarios,
-    layer_list,
-    schedule,
-    sink,
-    entries,
-    *,
-    seed,
-    batch_size,
-    num_workers,
-    progress,
-    reduction,
-    jpeg_quality,
-    threads,
-) -> None:
-    workers = default_workers() if num_workers is None else num_workers
-    loader = DataLoader(
-        _ProbeDataset(records, scenarios, seed, jpeg_quality),
-        batch_sampler=[items for *_, items, _ in schedule],
-        num_workers=workers,
-        collate_fn=_collate,
-        pin_memory=model.device.type == "cuda",
-    )
-    total = sum(len(items) for *_, items, _ in schedule)
-    bar = tqdm(total=total, desc=f"{model.name}: images", unit="img", disable=not progress)
-    current: _Chunk | None = None
-    scope = inference_scope(threads)
-    with scope as memory, LayerTaps(model, layer_list, reduction) as taps, bar:
-        for (chunk, start, rows, vids, needed, _, last), batch in zip(
-            schedule, loader, strict=True
-        ):
-            if batch["fatal"] is not None:
-                raise batch["fatal"]
-            if current is None:
-                current = _Chunk(start, rows, vids)
-            current.errors.update({i - start: why for i, why in batch["errors"].items()})
-            if "pixels" in batch:
-                with torch.inference_mode():
-                    outputs = _forward(model, taps, batch["pixels"])
-                current.put(batch["index"], outputs, batch["texts"])
-                memory.step()
-            bar.update(batch["size"])
-            if last:
-                _write_chunk(chunk, current, needed, sink, entries, records)
-                current = None
-
-
-def _forward(model: LoadedModel, taps: LayerTaps, pixels: torch.Tensor) -> dict[str, np.ndarray]:
-    """One batch ``[B, k, H, W, 3]`` through the model: ``{layer: [B, k, units]}``."""
-    b, k = pixels.shape[:2]
-    x = model.preprocess(as_frames(pixels))
-    amp = model.device.type == "cuda"
-    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=amp):
-        out = taps.run(x)
-    return {name: t.cpu().numpy().reshape(b, k, -1) for name, t in out.items()}
-
-
-def _write_chunk(chunk, data: _Chunk, needed, sink: _MemorySink, entries, records) -> None:
-    if not entries:
-        sink.write(data)
-        return
-    errors = {records[data.start + r].image_id: why for r, why in data.errors.items()}
-    for v, name in sorted(needed):
-        values = data.values.get((v, name)) if data.ok.any() else None
-        texts = data.texts.get(v)
-        entries[v, name].write_chunk(chunk, values, data.ok, errors, texts)
 
 
 def _kept(records, ok: np.ndarray):

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wmprobe._util import atomic_write
 from wmprobe._version import __version__
 from wmprobe.errors import MitigationError
 from wmprobe.mitigation.heads import LinearHead
@@ -168,7 +169,7 @@ def export_mitigated(
             f"Expected {head.n_classes} class names but got {len(config['classes'])}"
         )
     torch.save(module.state_dict(), out / "model.pt")
-    (out / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
+    atomic_write(out / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
     return out
 
 

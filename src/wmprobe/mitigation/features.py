@@ -26,7 +26,7 @@ from wmprobe.extraction.cache import ActivationCache, default_cache_dir
 from wmprobe.mitigation.downstream import ImageFolderSet, scan_image_folder
 from wmprobe.models import LoadedModel
 from wmprobe.probes.images import ImageRecord, scan_folder
-from wmprobe.probes.scenario import Scenario
+from wmprobe.probes.scenario import Scenario, resolve_scenarios
 
 
 def cached_features(
@@ -74,7 +74,7 @@ def cached_features(
 def probe_set_features(
     model: LoadedModel,
     images: str | Path,
-    scenarios: Sequence[str],
+    scenarios: Sequence[str | Scenario],
     *,
     seed: int = 0,
     keep_watermarked: bool = False,
@@ -87,9 +87,11 @@ def probe_set_features(
     """Feature-layer activations of the probe set (clean + each scenario), as the audit makes them.
 
     The images are chosen as ``wmprobe audit`` chooses them (known watermarked samples left out).
-    Returns the activations and the cache manifest.
+    ``scenarios`` are names or :class:`Scenario` objects (see
+    :func:`~wmprobe.probes.scenario.resolve_scenarios`). Returns the activations and the cache
+    manifest.
     """
-    probe_sets = [Scenario.preset(s) for s in scenarios]
+    probe_sets = resolve_scenarios(list(scenarios))
     image_set = scan_folder(images, keep_watermarked=keep_watermarked, limit=limit)
     return cached_features(
         model,
@@ -138,7 +140,7 @@ def downstream_features(
     model: LoadedModel,
     folder: str | Path | ImageFolderSet,
     *,
-    scenarios: Sequence[str] = (),
+    scenarios: Sequence[str | Scenario] = (),
     seed: int = 0,
     cache_dir: str | Path | None = None,
     limit_per_class: int | None = None,
@@ -154,7 +156,7 @@ def downstream_features(
     """
     image_folder = folder if isinstance(folder, ImageFolderSet) else scan_image_folder(folder)
     records = per_class(image_folder.records, limit_per_class)
-    probe_sets = [Scenario.preset(s) for s in scenarios]
+    probe_sets = resolve_scenarios(list(scenarios))
     acts, manifest = cached_features(
         model,
         records,
@@ -171,7 +173,7 @@ def downstream_features(
         image_ids=acts.image_ids,
         labels=acts.labels,
         clean=acts.get("features", "clean"),
-        probes={s: acts.get("features", s) for s in scenarios},
+        probes={s.name: acts.get("features", s.name) for s in probe_sets},
         skipped=acts.skipped,
         manifest=manifest,
     )

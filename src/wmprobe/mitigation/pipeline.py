@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from wmprobe._version import __version__
+from wmprobe.auditing import runfolder
 from wmprobe.constants import PAPER_FRACTIONS
-from wmprobe.errors import MitigationError
+from wmprobe.errors import InvalidArgumentError, MitigationError
 from wmprobe.mitigation import heads
 from wmprobe.mitigation.downstream import (
     check_measurable,
@@ -33,7 +36,7 @@ from wmprobe.mitigation.heads import DEFAULT_C, DEFAULT_C_GRID
 from wmprobe.mitigation.ranking import RANKINGS, check_fractions, unit_d
 from wmprobe.mitigation.sweep import SweepConfig, SweepInputs, SweepResult, run_sweep
 from wmprobe.models import LoadedModel, load_model
-from wmprobe.probes.scenario import Scenario
+from wmprobe.probes.scenario import Scenario, resolve_scenarios
 
 
 @dataclass
@@ -94,7 +97,19 @@ class MitigationRun:
         return "\n".join(lines)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write the tables, figures, the exported model and run.json to ``out_dir``."""
+        """Write the tables, figures, the exported model and run.json (last) to ``out_dir``.
+
+        The files of an earlier mitigation in ``out_dir`` go first (its known names only); a
+        write failure is a :class:`~wmprobe.errors.RunFolderError`.
+        """
+
+        out = runfolder.check_writable(out_dir)
+        try:
+            return self._save(out)
+        except OSError as exc:  # figures and the exported model are written by their libraries
+            raise runfolder.write_error(out, exc) from exc
+
+    def _save(self, out: Path) -> dict[str, Path]:
         from wmprobe.mitigation.figures import (
             auc_distribution,
             auc_distribution_data,
@@ -102,8 +117,8 @@ class MitigationRun:
             save_figure,
         )
 
-        out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        runfolder.clear(out, kind="mitigation")  # run.json first; an earlier run's files go
         sweep = self.sweep
         table = self.table()
         paths: dict[str, Path] = {}
@@ -113,10 +128,10 @@ class MitigationRun:
             ("feature_units.csv", sweep.feature_d),
             ("cv.csv", sweep.cv),
         ):
-            frame.to_csv(out / name, index=False)
-            paths[name] = out / name
-        sweep.units.to_parquet(out / "output_units.parquet", index=False)
-        paths["output_units.parquet"] = out / "output_units.parquet"
+            paths[name] = runfolder.write_file(out, name, frame.to_csv(index=False))
+        paths["output_units.parquet"] = runfolder.write_file(
+            out, "output_units.parquet", lambda p: sweep.units.to_parquet(p, index=False)
+        )
         title = f"{self.config['model']}: {self.config['downstream_name']}"
         curves = table[[c for c in table.columns if c.endswith(("accuracy", "max_d", "_sd"))]]
         curves = pd.concat([table[["fraction", "left_out"]], curves], axis=1)
@@ -141,12 +156,11 @@ class MitigationRun:
             "train": [ids[i] for i in train],
             "test": [ids[i] for i in test],
         }
-        (out / "split.json").write_text(json.dumps(split))
-        paths["split.json"] = out / "split.json"
+        paths["split.json"] = runfolder.write_file(out, "split.json", json.dumps(split))
         exported = export_mitigated(
             self.model,
             head,
-            out / "mitigated",
+            out / runfolder.MITIGATED_DIR,
             classes=self.downstream.classes,
             extra={
                 "fraction_left_out": self.export_fraction,
@@ -160,8 +174,7 @@ class MitigationRun:
             },
         )
         paths["mitigated"] = exported
-        (out / "summary.txt").write_text(self.summary() + "\n")
-        paths["summary.txt"] = out / "summary.txt"
+        paths["summary.txt"] = runfolder.write_file(out, "summary.txt", self.summary() + "\n")
         manifest = {
             **self.config,
             "timings": self.timings,
@@ -169,8 +182,7 @@ class MitigationRun:
             "python": platform.python_version(),
             "downstream_skipped": self.downstream.skipped,
         }
-        (out / "run.json").write_text(json.dumps(manifest, indent=2, default=str))
-        paths["run.json"] = out / "run.json"
+        paths["run.json"] = runfolder.write_run_json(out, manifest, kind="mitigation")
         return paths
 
 
@@ -179,40 +191,64 @@ def _default_export(fractions: Sequence[float]) -> float:
     return max(below) if below else min(fractions)
 
 
+@dataclass(frozen=True)
+class MitigationConfig:
+    """Everything a mitigation run is asked to do (see :func:`mitigate` for the meaning).
+
+    Example:
+        >>> MitigationConfig(model="resnet18", fractions=(0, 0.1)).ranking
+        'd'
+    """
+
+    model: str = "efficientnet_lite0"
+    scenarios: Sequence[str | Scenario] = ("chinese",)
+    fractions: Sequence[float] = PAPER_FRACTIONS
+    ranking: str = "d"
+    null_scenario: str | Scenario | None = None
+    null_quantile: float = 0.95
+    seeds: Sequence[int] = (0,)
+    random_draws: int = 0
+    cv: bool = False
+    C: float = DEFAULT_C
+    C_grid: Sequence[float] = DEFAULT_C_GRID
+    test_fraction: float = 0.2
+    export_fraction: float | None = None
+    training: str = "lbfgs"
+    epochs: int = 10
+    lr: float = 0.1
+    probe_seed: int = 0
+    limit: int | None = None
+    limit_per_class: int | None = None
+    keep_watermarked: bool = False
+    cache_dir: str | Path | None = None
+    download: bool = False
+    data_dir: str | Path | None = None
+    pretrained: bool = True
+    device: str = "auto"
+    allow_download: bool = False
+    batch_size: int = 16
+    num_workers: int | None = None
+    threads: int | None = None
+    progress: bool = True
+    command: str = ""
+
+    def replace(self, **options: Any) -> MitigationConfig:
+        """This config with ``options`` changed; an unknown option is a clear error."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InvalidArgumentError(
+                f"Expected options of MitigationConfig ({', '.join(sorted(known))}) but got "
+                f"{', '.join(unknown)}"
+            )
+        return dataclasses.replace(self, **options)
+
+
 def mitigate(
     images: str | Path,
     downstream: str | Path,
-    *,
-    model: str = "efficientnet_lite0",
-    scenarios: Sequence[str] = ("chinese",),
-    fractions: Sequence[float] = PAPER_FRACTIONS,
-    ranking: str = "d",
-    null_scenario: str | None = None,
-    null_quantile: float = 0.95,
-    seeds: Sequence[int] = (0,),
-    random_draws: int = 0,
-    cv: bool = False,
-    C: float = DEFAULT_C,
-    C_grid: Sequence[float] = DEFAULT_C_GRID,
-    test_fraction: float = 0.2,
-    export_fraction: float | None = None,
-    training: str = "lbfgs",
-    epochs: int = 10,
-    lr: float = 0.1,
-    probe_seed: int = 0,
-    limit: int | None = None,
-    limit_per_class: int | None = None,
-    keep_watermarked: bool = False,
-    cache_dir: str | Path | None = None,
-    download: bool = False,
-    data_dir: str | Path | None = None,
-    pretrained: bool = True,
-    device: str = "auto",
-    allow_download: bool = False,
-    batch_size: int = 16,
-    num_workers: int | None = None,
-    threads: int | None = None,
-    progress: bool = True,
+    config: MitigationConfig | None = None,
+    **options: Any,
 ) -> MitigationRun:
     """Leave out the most watermark-sensitive backbone units when training a new linear head.
 
@@ -222,35 +258,42 @@ def mitigate(
     how often its prediction flips when the text is drawn on a test image. ``training="paper"``
     trains the heads the paper's way (SGD on augmented images); the default fits them on cached
     features by L-BFGS. ``threads`` sets torch's thread count for the run (restored after).
+    ``scenarios`` take what ``wmprobe audit --scenarios`` takes (presets, spec files, probe
+    folders) or :class:`~wmprobe.probes.scenario.Scenario` objects (e.g. from an audit's
+    run.json). The request is a :class:`MitigationConfig`, or its fields as keyword ``options``
+    (both: the options change the config).
 
     Example:
-        >>> run = mitigate("../shared/data/imagenet-samples",
-        ...                "../shared/data/caltech-101")  # doctest: +SKIP
+        >>> run = mitigate("../shared/data/imagenet-samples", "../shared/data/caltech-101",
+        ...                model="efficientnet_lite0", fractions=[0, 0.1])  # doctest: +SKIP
         >>> run.table()  # doctest: +SKIP
     """
-    with heads.threads(threads):
-        return _mitigate(**{k: v for k, v in locals().items() if k != "threads"})
+    config = (config or MitigationConfig()).replace(**options)
+    with heads.threads(config.threads):
+        return _mitigate(images, downstream, config)
 
 
 def _mitigate(
-    images, downstream, *, model, scenarios, fractions, ranking, null_scenario, null_quantile,
-    seeds, random_draws, cv, C, C_grid, test_fraction, export_fraction, training, epochs, lr,
-    probe_seed, limit, limit_per_class, keep_watermarked, cache_dir, download, data_dir,
-    pretrained, device, allow_download, batch_size, num_workers, progress,
-) -> MitigationRun:  # fmt: skip
+    images: str | Path, downstream: str | Path, request: MitigationConfig
+) -> MitigationRun:
     start = time.perf_counter()
-    fractions = check_fractions(fractions)
+    fractions = check_fractions(request.fractions)
+    ranking, training, null_scenario = request.ranking, request.training, request.null_scenario
     if ranking not in RANKINGS:
         raise MitigationError(f"Unknown ranking {ranking!r}; known: {', '.join(RANKINGS)}.")
     if training not in ("lbfgs", "paper"):
         raise MitigationError(f"Unknown training {training!r}; known: lbfgs, paper.")
-    if training == "paper" and not (epochs >= 1 and lr > 0):
+    if training == "paper" and not (request.epochs >= 1 and request.lr > 0):
         raise MitigationError(
-            f"Expected arguments `epochs` >= 1 and `lr` > 0 but got {epochs} and {lr}"
+            "Expected arguments `epochs` >= 1 and `lr` > 0 but got "
+            f"{request.epochs} and {request.lr}"
         )
-    scenarios = list(dict.fromkeys(scenarios))
-    if not scenarios:
+    # spec files, folders: resolved before any work; a scenario named twice counts once
+    resolved = resolve_scenarios(list(request.scenarios))
+    watermarks = list({s.name: s for s in resolved}.values())
+    if not watermarks:
         raise MitigationError("Expected argument `scenarios` to name at least one scenario")
+    scenarios = [s.name for s in watermarks]
     if ranking == "null" and not null_scenario:
         raise MitigationError(
             "Ranking `null` needs a null scenario (--null-scenario): a probe set without a "
@@ -258,50 +301,55 @@ def _mitigate(
         )
     if ranking != "null" and null_scenario:
         raise MitigationError("A null scenario is used only with ranking `null`.")
-    if null_scenario in scenarios:
-        raise MitigationError(f"The null scenario {null_scenario!r} is also a watermark scenario.")
-    probe_names = scenarios + ([null_scenario] if null_scenario else [])
-    for s in probe_names:
-        Scenario.preset(s)  # unknown names fail before any work
+    null = resolve_scenarios([null_scenario])[0] if null_scenario else None
+    if null is not None and null.name in scenarios:
+        raise MitigationError(f"The null scenario {null.name!r} is also a watermark scenario.")
+    probe_sets = watermarks + ([null] if null is not None else [])
+    export_fraction = request.export_fraction
     export_fraction = _default_export(fractions) if export_fraction is None else export_fraction
     if export_fraction not in fractions:
         raise MitigationError(
             f"The export fraction {export_fraction} is not one of the fractions {fractions}."
         )
-    folder = resolve_downstream(downstream, data_dir=data_dir, download=download)
+    folder = resolve_downstream(downstream, data_dir=request.data_dir, download=request.download)
     image_folder = scan_image_folder(folder)  # not an ImageFolder: fails before any work
-    listed = np.array([r.label for r in per_class(image_folder.records, limit_per_class)])
+    listed = np.array([r.label for r in per_class(image_folder.records, request.limit_per_class)])
     where = f"Downstream folder {str(folder)!r}"
-    check_measurable(listed, image_folder.classes, test_fraction=test_fraction, where=where)
-    loaded = load_model(model, pretrained=pretrained, device=device, allow_download=allow_download)
+    check_measurable(listed, image_folder.classes, test_fraction=request.test_fraction, where=where)
+    loaded = load_model(
+        request.model,
+        pretrained=request.pretrained,
+        device=request.device,
+        allow_download=request.allow_download,
+    )
     timings: dict = {}
     acts, probe_manifest = probe_set_features(
         loaded,
         images,
-        probe_names,
-        seed=probe_seed,
-        keep_watermarked=keep_watermarked,
-        limit=limit,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
+        probe_sets,
+        seed=request.probe_seed,
+        keep_watermarked=request.keep_watermarked,
+        limit=request.limit,
+        cache_dir=request.cache_dir,
+        batch_size=request.batch_size,
+        num_workers=request.num_workers,
+        progress=request.progress,
     )
     timings["probe_set_features"] = 0.0 if probe_manifest["cached"] else probe_manifest["seconds"]
     down = downstream_features(
         loaded,
         image_folder,
-        scenarios=scenarios,
-        seed=probe_seed,
-        cache_dir=cache_dir,
-        limit_per_class=limit_per_class,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        progress=progress,
+        scenarios=watermarks,
+        seed=request.probe_seed,
+        cache_dir=request.cache_dir,
+        limit_per_class=request.limit_per_class,
+        batch_size=request.batch_size,
+        num_workers=request.num_workers,
+        progress=request.progress,
     )
     timings["downstream_features"] = 0.0 if down.manifest["cached"] else down.manifest["seconds"]
     readable = f"{where} (its readable images; {len(down.skipped)} skipped)"
-    check_measurable(down.labels, down.classes, test_fraction=test_fraction, where=readable)
+    check_measurable(down.labels, down.classes, test_fraction=request.test_fraction, where=readable)
     clean = acts.get("features", "clean")
     inputs = SweepInputs(
         probe_clean=clean,
@@ -310,18 +358,18 @@ def _mitigate(
         down_probe=down.probes,
         labels=down.labels,
         n_classes=len(down.classes),
-        null_d=unit_d(clean, acts.get("features", null_scenario)) if null_scenario else None,
+        null_d=unit_d(clean, acts.get("features", null.name)) if null is not None else None,
     )
     config = SweepConfig(
         fractions=fractions,
         ranking=ranking,
-        seeds=list(seeds),
-        random_draws=random_draws,
-        C=C,
-        cv=cv,
-        C_grid=list(C_grid),
-        test_fraction=test_fraction,
-        null_quantile=null_quantile,
+        seeds=list(request.seeds),
+        random_draws=request.random_draws,
+        C=request.C,
+        cv=request.cv,
+        C_grid=list(request.C_grid),
+        test_fraction=request.test_fraction,
+        null_quantile=request.null_quantile,
     )
     fitter = None
     if training == "paper":
@@ -334,19 +382,20 @@ def _mitigate(
             down.labels,
             down.clean,
             len(down.classes),
-            epochs=epochs,
-            lr=lr,
-            num_workers=num_workers,
-            progress=progress,
+            epochs=request.epochs,
+            lr=request.lr,
+            num_workers=request.num_workers,
+            progress=request.progress,
         )
     t0 = time.perf_counter()
-    sweep = run_sweep(inputs, config, fitter=fitter, progress=progress)
+    sweep = run_sweep(inputs, config, fitter=fitter, progress=request.progress)
     timings["sweep"] = time.perf_counter() - t0
     timings.update({f"sweep_{k}": v for k, v in sweep.timings.items()})
     timings["total"] = time.perf_counter() - start
     run_config = {
-        "model": model,
-        "pretrained": pretrained,
+        "command": request.command,
+        "model": request.model,
+        "pretrained": request.pretrained,
         "images": str(images),
         "probe_images_used": len(acts.image_ids),
         "probe_images_skipped": acts.skipped,
@@ -354,22 +403,23 @@ def _mitigate(
         "downstream_name": str(downstream) if str(downstream) == "caltech256" else folder.name,
         "downstream_excluded": image_folder.excluded,
         "scenarios": scenarios,
-        "null_scenario": null_scenario,
-        "null_quantile": null_quantile,
+        "scenario_definitions": [s.to_dict() for s in probe_sets],
+        "null_scenario": null.name if null is not None else None,
+        "null_quantile": request.null_quantile,
         "ranking": ranking,
         "fractions": fractions,
-        "seeds": list(seeds),
-        "random_draws": random_draws,
-        "cv": cv,
-        "C": C,
-        "C_grid": list(C_grid),
-        "test_fraction": test_fraction,
+        "seeds": list(request.seeds),
+        "random_draws": request.random_draws,
+        "cv": request.cv,
+        "C": request.C,
+        "C_grid": list(request.C_grid),
+        "test_fraction": request.test_fraction,
         "training": training,
-        "epochs": epochs if training == "paper" else None,
-        "lr": lr if training == "paper" else None,
-        "probe_seed": probe_seed,
-        "limit": limit,
-        "limit_per_class": limit_per_class,
+        "epochs": request.epochs if training == "paper" else None,
+        "lr": request.lr if training == "paper" else None,
+        "probe_seed": request.probe_seed,
+        "limit": request.limit,
+        "limit_per_class": request.limit_per_class,
         "export_fraction": export_fraction,
         "device": str(loaded.device),
         "torch_threads": torch.get_num_threads(),

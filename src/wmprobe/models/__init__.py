@@ -1,4 +1,10 @@
-"""Models by name: the registry, loading, preprocessing, the feature layer and any other layer."""
+"""Models by name: the registry, loading, preprocessing, the feature layer and any other layer.
+
+Example:
+    >>> from wmprobe.models import list_models
+    >>> list_models("efficientnet_lite*")
+    ['efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2']
+"""
 
 from wmprobe.models.layers import (
     REDUCTIONS,

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from wmprobe._util import file_digest
 from wmprobe.errors import CheckpointError, InvalidArgumentError, UnknownModelError
 from wmprobe.models.registry import ModelSpec, get_model_spec, register_provider
 
@@ -151,6 +152,7 @@ def checkpoint_spec(path: str | Path, arch: str | None = None, *, unsafe_load: b
         weights_available=path.is_file,
         weights_hint=f"the file {path}",
         class_names=names or base.class_names,
+        code=(lambda: file_digest(path, "blake2b")) if unsafe_load else None,
     )
 
 
@@ -207,7 +209,12 @@ def factory_spec(entry: str) -> ModelSpec:
             )
         return model
 
-    return ModelSpec(name=entry, build=build, source="factory", **extra)
+    def code() -> str:
+        from wmprobe.models.loaded import source_digest
+
+        return source_digest(sys.modules.get(module_name) or factory)
+
+    return ModelSpec(name=entry, build=build, source="factory", code=code, **extra)
 
 
 def _provider(name: str) -> ModelSpec | None:

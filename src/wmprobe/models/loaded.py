@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
+import marshal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
+from wmprobe._util import file_digest
 from wmprobe.errors import InvalidArgumentError, WmprobeError
 from wmprobe.models.registry import ModelSpec, get_model_spec
 
@@ -30,6 +34,7 @@ class LoadedModel:
     pretrained: bool
     classifier_path: str | None = None
     _hash: str | None = field(default=None, repr=False)
+    _code: str | None = field(default=None, repr=False)
     _norm: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -62,6 +67,53 @@ class LoadedModel:
         if self._hash is None:
             self._hash = state_dict_hash(self.module)
         return self._hash
+
+    def code_hash(self) -> str:
+        """A checksum of the code that computes the model beyond its parameters.
+
+        The source of every module class that does not come from torch, torchvision or timm
+        (whose code goes with their installed version), and what the spec adds: a
+        ``package.module:factory``'s module source, an ``--unsafe-load`` checkpoint's bytes.
+        Activation caches key on it, so editing a model's code computes its activations again.
+        """
+        if self._code is None:
+            digest = hashlib.blake2b(digest_size=20)
+            classes = {type(m) for m in self.module.modules()}
+            for cls in sorted(classes, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+                if cls.__module__.split(".")[0] not in _VERSIONED_LIBRARIES:
+                    name = f"{cls.__module__}.{cls.__qualname__}"
+                    digest.update(f"{name}|{source_digest(cls)}\n".encode())
+            if self.spec.code is not None:
+                digest.update(f"spec|{self.spec.code()}\n".encode())
+            self._code = digest.hexdigest()
+        return self._code
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The dtype of the forward pass under autocast in extraction: bf16 on CUDA, else None."""
+        return torch.bfloat16 if self.device.type == "cuda" else None
+
+
+#: Packages whose module classes are not hashed into :meth:`LoadedModel.code_hash`.
+_VERSIONED_LIBRARIES = ("torch", "torchvision", "timm")
+
+
+def source_digest(obj) -> str:
+    """blake2b of the source file that defines ``obj`` (a module, class or function); of its
+    compiled code where it has no source file (defined in ``__main__`` of a notebook)."""
+    digest = hashlib.blake2b(digest_size=20)
+    try:
+        path = inspect.getsourcefile(obj)
+    except TypeError:
+        path = None
+    if path and Path(path).is_file():
+        return file_digest(path, "blake2b")
+    members = vars(obj).values() if inspect.isclass(obj) or inspect.ismodule(obj) else [obj]
+    for member in members:
+        code = getattr(member, "__code__", None)
+        if code is not None:
+            digest.update(marshal.dumps(code))
+    return digest.hexdigest()
 
 
 def state_dict_hash(module: nn.Module) -> str:
@@ -158,6 +210,14 @@ def load_model(
         )
     else:
         spec = get_model_spec(name)
+    return load_spec(spec, pretrained=pretrained, device=device, allow_download=allow_download)
+
+
+def load_spec(
+    spec: ModelSpec, *, pretrained: bool = True, device: str = "auto", allow_download: bool = False
+) -> LoadedModel:
+    """Build the model ``spec`` describes, as :func:`load_model` does (a worker process of an
+    engine gets the spec itself, so it needs no registry entry)."""
     dev = resolve_device(device)
     if dev.type == "meta":
         with torch.device("meta"):

@@ -70,6 +70,9 @@ class ModelSpec:
             per family (see :mod:`wmprobe.models.layers`).
         class_names: names of the output classes; None: the ImageNet-1k names when there are
             1000 outputs, else ``class_<i>``.
+        code: ``() -> str``, a checksum of what builds the model beyond its classes' source (a
+            factory's module, a pickled checkpoint's bytes); None: nothing more. See
+            :meth:`~wmprobe.models.loaded.LoadedModel.code_hash`.
     """
 
     name: str
@@ -83,6 +86,7 @@ class ModelSpec:
     classifier: str | None = None
     blocks: tuple[str, ...] | None = None
     class_names: tuple[str, ...] | None = field(default=None, compare=False, repr=False)
+    code: Callable[[], str] | None = field(default=None, compare=False, repr=False)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

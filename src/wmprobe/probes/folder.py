@@ -62,7 +62,7 @@ class FolderScenario(Scenario):
                 f"The probe folder {str(path)!r} does not exist or is not a folder "
                 f"(use folder:PATH with a folder of probe images)."
             )
-        return cls(name=f"folder:{path}", artifact=NullArtifact(), folder=folder)
+        return cls(name=f"folder:{path}", artifact=NullArtifact(), folder=folder.resolve())
 
     @functools.cached_property
     def image_root(self) -> Path:
@@ -116,11 +116,22 @@ class FolderScenario(Scenario):
         return Drawn(image=probe, text=text, bbox=bbox)
 
     def to_dict(self) -> dict[str, Any]:
+        """The name, the folder (full path) and the JPEG quality: :meth:`from_dict` reads it."""
         return {
             "name": self.name,
-            "folder": str(self.folder),
+            "folder": str(Path(self.folder).resolve()),  # type: ignore[arg-type]
             "jpeg_probe_quality": self.jpeg_probe_quality,
         }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> FolderScenario:
+        """The folder scenario that :meth:`to_dict` wrote (same files, same ``spec_hash``)."""
+        return FolderScenario(
+            name=str(data["name"]),
+            artifact=NullArtifact(),
+            folder=Path(str(data["folder"])),
+            jpeg_probe_quality=data.get("jpeg_probe_quality"),
+        )
 
     def spec_hash(self) -> str:
         """A digest of the probe files: their relative paths and bytes (computed once)."""

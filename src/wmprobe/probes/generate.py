@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from wmprobe._util import atomic_write
 from wmprobe._version import __version__
 from wmprobe.errors import InvalidArgumentError, ProbeFolderError
 from wmprobe.probes.contact_sheet import contact_sheet
@@ -160,7 +161,7 @@ def _generate_one(
         "images_skipped": skipped,
         "wmprobe_version": __version__,
     }
-    (out / "probe_set.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    atomic_write(out / "probe_set.json", json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return GeneratedSet(
         scenario=scenario.name,
         out=out,

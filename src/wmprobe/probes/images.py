@@ -49,7 +49,12 @@ def imagenet_wnids() -> tuple[str, ...]:
 
 
 def imagenet_label(file_name: str) -> int:
-    """The ImageNet class index of a file named ``<wnid>_...``, or -1."""
+    """The ImageNet class index of a file named ``<wnid>_...``, or -1.
+
+    Example:
+        >>> imagenet_label("n01440764_tench.JPEG"), imagenet_label("cat.png")
+        (0, -1)
+    """
     match = _WNID.match(file_name)
     if match is None:
         return -1
@@ -229,7 +234,15 @@ def jpeg_roundtrip(image: Image.Image, quality: int) -> Image.Image:
 
 
 def check_jpeg_quality(quality: object, name: str = "jpeg_quality") -> int:
-    """``quality`` if it is an integer JPEG quality in [1, 95]; else InvalidArgumentError."""
+    """``quality`` if it is an integer JPEG quality in [1, 95]; else InvalidArgumentError.
+
+    Example:
+        >>> check_jpeg_quality(75)
+        75
+        >>> check_jpeg_quality(100)
+        Traceback (most recent call last):
+        wmprobe.errors.InvalidArgumentError: Expected argument `jpeg_quality` ... but got 100
+    """
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 95:
         raise InvalidArgumentError(
             f"Expected argument `{name}` to be an integer in [1, 95] but got {quality!r}"

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from wmprobe._util import atomic_write
 from wmprobe.errors import ProbeFolderError
 from wmprobe.probes.artifacts import BBox
 
@@ -37,13 +38,8 @@ class ManifestRow:
 
 def write_manifest(path: str | Path, rows: Iterable[ManifestRow]) -> Path:
     """Write ``rows`` as JSON lines (UTF-8, one object per line) to ``path``."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(dataclasses.asdict(row), ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    lines = (json.dumps(dataclasses.asdict(row), ensure_ascii=False) + "\n" for row in rows)
+    return atomic_write(path, "".join(lines))
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:

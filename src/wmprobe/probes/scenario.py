@@ -57,6 +57,11 @@ def probe_rng(seed: int, image_id: str, scenario: str) -> np.random.Generator:
     """The random stream of one probe image, from (seed, image id, scenario) alone.
 
     Any one probe image can be drawn again alone, in any order and in any process.
+
+    Example:
+        >>> draw = lambda seed: probe_rng(seed, "n01440764_tench", "chinese").integers(0, 100, 3)
+        >>> draw(0).tolist() == draw(0).tolist(), draw(0).tolist() == draw(1).tolist()
+        (True, False)
     """
     digest = hashlib.sha256(f"{image_id}\x00{scenario}".encode()).digest()
     words = np.frombuffer(digest[:16], dtype=np.uint32).tolist()
@@ -128,13 +133,46 @@ class Scenario:
         return drawn
 
     def to_dict(self) -> dict[str, Any]:
-        """The whole specification as JSON-able values."""
+        """The whole specification as JSON-able values; :meth:`from_dict` rebuilds it exactly.
+
+        run.json stores it for every scenario of an audit, so that later steps (the report's
+        contact sheets and unit evidence, reproduce, mitigate) redraw the very probes the audit
+        drew, whatever defined them (a preset, a spec file, a sweep, a probe folder).
+
+        Example:
+            >>> sc = Scenario.preset("latin+placebo_box+jpeg_probe")
+            >>> Scenario.from_dict(sc.to_dict()).spec_hash() == sc.spec_hash()
+            True
+        """
         return {
             "name": self.name,
-            "stream": self.stream_name,
+            "stream": self.stream,
             "jpeg_probe_quality": self.jpeg_probe_quality,
-            "artifact": self.artifact.to_dict(),
+            "description": self.description,
+            "artifact": self.artifact.to_spec(),
         }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Scenario:
+        """The scenario that :meth:`to_dict` wrote (a :class:`FolderScenario` for a folder)."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise ScenarioSpecError(f"Expected a scenario spec with a `name` but got {data!r}")
+        if "folder" in data:
+            from wmprobe.probes.folder import FolderScenario
+
+            return FolderScenario.from_dict(data)
+        unknown = set(data) - {"name", "stream", "jpeg_probe_quality", "description", "artifact"}
+        if unknown or "artifact" not in data:
+            raise ScenarioSpecError(
+                f"The scenario spec of {data['name']!r} does not fit (keys {sorted(data)})."
+            )
+        return Scenario(
+            name=data["name"],
+            artifact=Artifact.from_spec(data["artifact"]),
+            stream=data.get("stream"),
+            jpeg_probe_quality=data.get("jpeg_probe_quality"),
+            description=str(data.get("description") or ""),
+        )
 
     def spec_hash(self) -> str:
         """A stable hex digest (sha256) of the whole spec and the files it reads.
@@ -145,7 +183,10 @@ class Scenario:
         """
         payload = {
             "draw_version": DRAW_VERSION,
-            **self.to_dict(),
+            "name": self.name,
+            "stream": self.stream_name,
+            "jpeg_probe_quality": self.jpeg_probe_quality,
+            "artifact": self.artifact.to_dict(),
             "content": self.artifact.content(),
         }
         return _digest(payload)
@@ -165,7 +206,12 @@ class Scenario:
 
 
 def with_modifiers(scenario: Scenario, mods: Sequence[str]) -> Scenario:
-    """``scenario`` with ``+`` modifiers applied (placebo first, then JPEG), named canonically."""
+    """``scenario`` with ``+`` modifiers applied (placebo first, then JPEG), named canonically.
+
+    Example:
+        >>> with_modifiers(Scenario.preset("latin"), ["jpeg_probe_q50", "placebo_box"]).name
+        'latin+placebo_box+jpeg_probe_q50'
+    """
     placebo, quality = None, scenario.jpeg_probe_quality
     for mod in mods:
         jpeg = _JPEG_MOD.match(mod)
@@ -203,11 +249,14 @@ def with_modifiers(scenario: Scenario, mods: Sequence[str]) -> Scenario:
     )
 
 
-def resolve_scenarios(items: Sequence[str]) -> list[Scenario]:
+def resolve_scenarios(items: str | Scenario | Sequence[str | Scenario]) -> list[Scenario]:
     """The scenarios named by ``items``: presets (with modifiers), spec files, probe folders.
 
-    Everything is checked before any image is read: unknown names (the error lists the presets
-    and points to ``wmprobe scenarios``), bad spec files, missing folders or packages, duplicates.
+    The one resolver of scenario names: ``NAME[+modifiers]``, ``FILE.toml`` (every scenario it
+    defines), ``folder:PATH``, or :class:`Scenario` objects (kept as they are, e.g. rebuilt with
+    :meth:`Scenario.from_dict` from a run's run.json). Everything is checked before any image is
+    read: unknown names (the error lists the presets and points to ``wmprobe scenarios``), bad
+    spec files, missing folders or packages, duplicates.
 
     Example:
         >>> [s.name for s in resolve_scenarios(["null", "null+jpeg_probe", "chinese+placebo_box"])]
@@ -216,10 +265,13 @@ def resolve_scenarios(items: Sequence[str]) -> list[Scenario]:
     from wmprobe.probes.folder import FolderScenario
     from wmprobe.probes.specfile import load_spec_file
 
-    if isinstance(items, str):
+    if isinstance(items, str | Scenario):
         items = [items]
     scenarios: list[Scenario] = []
     for item in items:
+        if isinstance(item, Scenario):
+            scenarios.append(item)
+            continue
         item = item.strip()
         if item.startswith("folder:"):
             scenarios.append(FolderScenario.from_path(item[len("folder:") :]))
@@ -239,7 +291,12 @@ def resolve_scenarios(items: Sequence[str]) -> list[Scenario]:
 
 
 def catalog() -> list[tuple[str, str]]:
-    """Every named scenario with its description: presets, their placebos, and JPEG variants."""
+    """Every named scenario with its description: presets, their placebos, and JPEG variants.
+
+    Example:
+        >>> [name for name, _ in catalog()][:7]
+        ['chinese', 'latin', 'hindi', 'numerals', 'imagenet_w', 'null', 'chinese+placebo_box']
+    """
     rows = []
     for name in PRESETS:
         scenario = Scenario.preset(name)

@@ -18,7 +18,8 @@ A list where one value is expected is a sweep: one scenario per value, named
 ``NAME@key=value`` (several swept keys: every combination, ``NAME@a=1@b=2``), all sharing the
 table's stream, so a dose-response curve compares the same strings at each dose. Colours
 (``[255, 0, 0]``), positions (``[0.1, 0.9]``) and charsets are lists by nature; they sweep when
-given as a list of such values (``color = ["red", [0, 0, 255]]``).
+given as a list of such values (``color = ["red", [0, 0, 255]]``). A file expands to at most
+:data:`MAX_SCENARIOS` scenarios (placebos included); more is refused before any is made.
 
 Example file::
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import re
 import sys
 from pathlib import Path
@@ -70,6 +72,8 @@ KINDS: dict[str, type[Artifact]] = {
 SCENARIO_KEYS = ("preset", "kind", "stream", "jpeg_probe_quality", "placebos", "description")
 #: Keys whose single value is itself a list; they sweep only as a list of such values.
 _LIST_VALUED = {"color", "stroke_color", "position", "charset"}
+#: The most scenarios a spec file may expand to (each costs a pass over every image).
+MAX_SCENARIOS = 10_000
 _NEVER_SWEPT = {"preset", "kind", "stream", "placebos", "description", "charset"}
 _SIMPLE = re.compile(r"^[A-Za-z0-9_.\-]{1,24}$")
 _TABLE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -113,7 +117,7 @@ def parse_spec(data: dict[str, Any], *, base_dir: Path, source: str = "<spec>") 
                 f"{where}: a scenario name is letters, digits and _ . - (no + @ , or spaces)."
             )
         try:
-            out.extend(_scenarios_of_table(name, table, base_dir))
+            out.extend(_scenarios_of_table(name, table, base_dir, before=len(out)))
         except ScenarioSpecError as exc:
             raise ScenarioSpecError(f"{where}: {exc}") from exc
         except (UnknownScenarioError, TypeError) as exc:
@@ -121,7 +125,9 @@ def parse_spec(data: dict[str, Any], *, base_dir: Path, source: str = "<spec>") 
     return out
 
 
-def _scenarios_of_table(name: str, table: dict[str, Any], base_dir: Path) -> list[Scenario]:
+def _scenarios_of_table(
+    name: str, table: dict[str, Any], base_dir: Path, *, before: int = 0
+) -> list[Scenario]:
     kind, base = _kind_and_base(table)
     cls = KINDS[kind]
     allowed = {f.name for f in dataclasses.fields(cls)} | set(SCENARIO_KEYS)  # type: ignore[arg-type]
@@ -141,6 +147,13 @@ def _scenarios_of_table(name: str, table: dict[str, Any], base_dir: Path) -> lis
     for key, values in swept.items():
         if not values:
             raise ScenarioSpecError(f"the sweep `{key}` is an empty list.")
+    count = math.prod(len(v) for v in swept.values()) * (1 + len(placebos))
+    if before + count > MAX_SCENARIOS:
+        raise ScenarioSpecError(
+            f"the sweep expands to {count:,} scenarios ({before:,} before this table); at most "
+            f"{MAX_SCENARIOS:,} per file, as each one is a pass over every image. Use fewer "
+            "values or split the sweep over several runs."
+        )
     fixed = {k: v for k, v in table.items() if k not in swept}
     stream = fixed.get("stream", table.get("preset", name))
     scenarios = []

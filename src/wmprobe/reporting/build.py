@@ -1,4 +1,7 @@
-"""Build the report of a study: figures (PNG, SVG and CSV on disk) and one self-contained HTML page.
+"""Build the report of a run folder: figures (PNG, SVG, CSV on disk) and one self-contained page.
+
+One function per section of the page (``_overview_body``, ``_sensitive_body``, ...), each
+returning its HTML and saving its figures through ``_Writer``.
 
 Layout written under ``OUT`` (default ``RUN_DIR/report``): ``report.html`` and ``figures/`` with
 ``<key>.png``, ``<key>.svg`` (charts) and ``<key>.csv`` (the numbers behind each figure).
@@ -6,6 +9,7 @@ Layout written under ``OUT`` (default ``RUN_DIR/report``): ``report.html`` and `
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import shlex
@@ -16,7 +20,10 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from wmprobe.auditing import runfolder
 from wmprobe.constants import THRESHOLDS
+from wmprobe.errors import RunFolderError, WmprobeError
+from wmprobe.extraction.cache import slug
 from wmprobe.probes.images import scan_folder
 from wmprobe.reporting import figures, sheets
 from wmprobe.reporting.html import Section, esc, figure_html, image_bytes, page_html, table_html
@@ -40,10 +47,8 @@ class _Writer:
     def __init__(self, folder: Path, report: Report):
         self.folder = folder
         self.report = report
-        folder.mkdir(parents=True, exist_ok=True)
-        for old in folder.iterdir():  # figures of an earlier build would look current
-            if old.is_file() and old.suffix in (".png", ".svg", ".jpg", ".csv"):
-                old.unlink()
+        _mkdir(folder)
+        runfolder.clear_report(folder.parent)  # figures of an earlier build would look current
 
     def add(
         self,
@@ -57,20 +62,22 @@ class _Writer:
         fmt = "jpeg" if photo else "png"
         image = image_bytes(fig, fmt)
         suffix = "jpg" if photo else "png"
-        paths = {suffix: self.folder / f"{key}.{suffix}", "csv": self.folder / f"{key}.csv"}
-        paths[suffix].write_bytes(image)
-        data.to_csv(paths["csv"], index=False)
+        paths = {
+            suffix: runfolder.write_file(self.folder, f"{key}.{suffix}", image),
+            "csv": runfolder.write_file(self.folder, f"{key}.csv", data.to_csv(index=False)),
+        }
         if not photo:
-            paths["svg"] = self.folder / f"{key}.svg"
-            fig.savefig(paths["svg"], format="svg")
+            paths["svg"] = runfolder.write_file(
+                self.folder, f"{key}.svg", lambda p: fig.savefig(p, format="svg")
+            )
         self.report.figures[key] = paths
         return figure_html(key, title, image, data, caption, fmt)
 
-
-def _note(report: Report, text: str) -> str:
-    report.notes.append(text)
-    log.info(text)
-    return f'<p class="note">{esc(text)}</p>'
+    def note(self, text: str) -> str:
+        """Record what the report lacks and why; returns it as a paragraph of the page."""
+        self.report.notes.append(text)
+        log.info(text)
+        return f'<p class="note">{esc(text)}</p>'
 
 
 def _overview(study: analysis.Study) -> pd.DataFrame:
@@ -144,11 +151,13 @@ def build_report(
     command: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Report:
-    """Write the report of the study at ``root`` (one audit run folder, or ``models/<model>/``).
+    """Write the report of the run folder at ``root``: one audit, several (``models/<model>/``,
+    as ``wmprobe audit --model a,b`` and ``wmprobe reproduce`` write them) or a mitigation run.
 
     ``k`` classes on each side of the class rankings; ``sheet_images`` probe images per scenario
     contact sheet; ``units_per_layer`` most sensitive units of each layer of each model, shown
-    with the images that move them most.
+    with the images that move them most. Probes are redrawn with the scenarios stored in each
+    run's run.json. An unfinished or damaged folder is a :class:`~wmprobe.errors.RunFolderError`.
 
     Example:
         >>> report = build_report("RUN")  # doctest: +SKIP
@@ -156,16 +165,58 @@ def build_report(
         PosixPath('RUN/report/report.html')
     """
     say = progress or log.info
+    command = command or shlex.join(["wmprobe", "report", str(root)])
+    if runfolder.kind_of(Path(root).expanduser()) == "mitigation":
+        return _mitigation_report(Path(root).expanduser(), out, command)
     study = analysis.load_study(root)
-    out_dir = Path(out) if out is not None else study.root / "report"
+    out_dir = runfolder.check_writable(
+        Path(out) if out is not None else study.root / runfolder.REPORT_DIR
+    )
     report = Report(html=out_dir / "report.html")
     w = _Writer(out_dir / "figures", report)
-    command = command or shlex.join(["wmprobe", "report", str(root)])
     units = study.units()
-    counts = analysis.sensitive_counts(units, THRESHOLDS)
-    sections: list[Section] = []
-
     say("report: overview and counts")
+    sections = [
+        Section("overview", "Models", _overview_body(study)),
+        Section("sensitive", "Sensitive units", _sensitive_body(units, w)),
+    ]
+    say("report: class rankings")
+    sections.append(
+        Section("classes", "Classes acting as watermark detectors", _classes_body(units, w, k))
+    )
+    say("report: accuracy and flips")
+    sections.append(Section("accuracy", "Accuracy drops and flips", _accuracy_body(study, w)))
+    say("report: depth profile")
+    sections.append(Section("depth", "Depth profile", _depth_body(units, w)))
+    say("report: contact sheets")
+    sections.append(Section("sheets", "Probe images", _sheets_body(study, w, sheet_images)))
+    say("report: most sensitive units")
+    sections.append(
+        Section("units", "Most sensitive units", _units_body(study, w, units_per_layer))
+    )
+    sections.append(Section("provenance", "How this was made", _provenance(study, command)))
+    intro = (
+        f"<p>{len(study.runs)} model(s) audited: {esc(', '.join(study.models))}"
+        + (f"; {len(study.skipped)} skipped (see Models)" if study.skipped else "")
+        + ". AUC: clean images 0, watermarked 1; d = max(AUC, 1 - AUC).</p>"
+    )
+    _write_page(report, page_html("wmprobe report", intro, sections))
+    return report
+
+
+def _write_page(report: Report, page: str) -> None:
+    _mkdir(report.html.parent)
+    runfolder.write_file(report.html.parent, report.html.name, page)
+
+
+def _mkdir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise runfolder.write_error(folder, exc) from exc
+
+
+def _overview_body(study: analysis.Study) -> str:
     body = table_html(_overview(study))
     if study.skipped:
         skipped = pd.DataFrame(
@@ -179,8 +230,11 @@ def build_report(
         if status == "done":
             details = json.dumps(mitigation, indent=2, default=str)
             body += f"<pre>{esc(details)}</pre>"
-    sections.append(Section("overview", "Models", body))
+    return body
 
+
+def _sensitive_body(units: pd.DataFrame, w: _Writer) -> str:
+    counts = analysis.sensitive_counts(units, THRESHOLDS)
     body = ""
     logit_counts = counts[counts["layer"] == "logits"]
     if len(logit_counts):
@@ -202,28 +256,27 @@ def build_report(
             feature_counts,
             "Share of the units feeding the classifier with d above each threshold.",
         )
-    body += "<h3>All counts</h3>" + table_html(counts, scroll=True)
-    sections.append(Section("sensitive", "Sensitive units", body))
+    return body + "<h3>All counts</h3>" + table_html(counts, scroll=True)
 
-    say("report: class rankings")
+
+def _classes_body(units: pd.DataFrame, w: _Writer, k: int) -> str:
     ranking = analysis.class_ranking(units, k=k)
     body = ""
     for scenario in dict.fromkeys(ranking["scenario"]):
         fig = figures.class_auc_figure(ranking, scenario)
         data = ranking[ranking["scenario"] == scenario]
         body += w.add(
-            f"classes_{scenario}",
+            f"classes_{slug(scenario)}",
             f"Classes by mean AUC: {scenario}",
             fig,
             data,
             "Bars: mean AUC over models; dots: each model (Figures 2, 6, 7).",
         )
         body += table_html(_ranking_wide(ranking, scenario), scroll=True)
-    if not body:
-        body = _note(report, "No logits were audited, so there is no class ranking.")
-    sections.append(Section("classes", "Classes acting as watermark detectors", body))
+    return body or w.note("No logits were audited, so there is no class ranking.")
 
-    say("report: accuracy and flips")
+
+def _accuracy_body(study: analysis.Study, w: _Writer) -> str:
     body = ""
     acc = study.accuracy()
     if len(acc):
@@ -233,7 +286,7 @@ def build_report(
         )
         body += table_html(drops)
     else:
-        body += _note(report, "No accuracy.csv in the run folders (labels unknown): no accuracy.")
+        body += w.note("No accuracy.csv in the run folders (labels unknown): no accuracy.")
     flips = []
     for run in study.runs:
         if run.predictions is None:
@@ -244,54 +297,55 @@ def build_report(
     if flips:
         body += "<h3>Prediction flips</h3>" + table_html(pd.concat(flips, ignore_index=True))
     else:
-        body += _note(report, "No predictions.parquet in the run folders: no prediction flips.")
-    sections.append(Section("accuracy", "Accuracy drops and flips", body))
+        body += w.note("No predictions.parquet in the run folders: no prediction flips.")
+    return body
 
+
+def _depth_body(units: pd.DataFrame, w: _Writer) -> str:
     profile = analysis.depth_profile(units, 0.9)
-    if len(profile):
-        say("report: depth profile")
-        body = w.add(
-            "depth_profile",
-            "Depth profile",
-            figures.depth_profile_figure(profile),
-            profile,
-            "Share of units with d > 0.9 per block layer.",
-        )
-    else:
-        body = _note(report, "Only the logits and features layers were audited: no depth profile.")
-    sections.append(Section("depth", "Depth profile", body))
-
-    say("report: contact sheets")
-    sections.append(Section("sheets", "Probe images", _sheets_body(study, w, report, sheet_images)))
-    say("report: most sensitive units")
-    sections.append(
-        Section("units", "Most sensitive units", _units_body(study, w, report, units_per_layer))
+    if not len(profile):
+        return w.note("Only the logits and features layers were audited: no depth profile.")
+    return w.add(
+        "depth_profile",
+        "Depth profile",
+        figures.depth_profile_figure(profile),
+        profile,
+        "Share of units with d > 0.9 per block layer.",
     )
-    sections.append(Section("provenance", "How this was made", _provenance(study, command)))
-
-    intro = (
-        f"<p>{len(study.runs)} model(s) audited: {esc(', '.join(study.models))}"
-        + (f"; {len(study.skipped)} skipped (see Models)" if study.skipped else "")
-        + ". AUC: clean images 0, watermarked 1; d = max(AUC, 1 - AUC).</p>"
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report.html.write_text(page_html("wmprobe report", intro, sections), encoding="utf-8")
-    return report
 
 
-def _sheets_body(study: analysis.Study, w: _Writer, report: Report, n: int) -> str:
-    config = study.runs[0].config
+def _run_scenarios(run: analysis.ModelRun, w: _Writer) -> dict | None:
+    """The scenarios of a run from its run.json, or None (with a note) when they cannot be had."""
+    try:
+        return runfolder.run_scenarios(run.config)
+    except WmprobeError as exc:
+        w.note(f"{run.name}: its scenarios cannot be redrawn here ({exc}).")
+        return None
+
+
+def _sheets_body(study: analysis.Study, w: _Writer, n: int) -> str:
+    run = study.runs[0]
+    config = run.config
     root = Path(str(config.get("images", "")))
     if not root.is_dir():
-        return _note(report, f"The image folder {root} is not here: no contact sheets.")
-    images = scan_folder(root, keep_watermarked=bool(config.get("keep_watermarked")), limit=n)
+        return w.note(f"The image folder {root} is not here: no contact sheets.")
+    scenarios = _run_scenarios(run, w)
+    if scenarios is None:
+        return ""
+    excluded = set(config.get("images_excluded") or {}) | set(config.get("images_skipped") or {})
+    images = scan_folder(root, keep_watermarked=bool(config.get("keep_watermarked")))
+    records = [r for r in images.records if r.image_id not in excluded]
     body = ""
     seed = int(config.get("seed", 0))
-    for scenario in config.get("scenarios", []):
-        fig, data = sheets.scenario_sheet(images.records, scenario, seed=seed, n=n)
+    for name, scenario in scenarios.items():
+        try:
+            fig, data = sheets.scenario_sheet(records, scenario, seed=seed, n=n)
+        except WmprobeError as exc:
+            body += w.note(f"No contact sheet of {name}: {exc}")
+            continue
         body += w.add(
-            f"sheet_{scenario}",
-            f"Probe images: {scenario}",
+            f"sheet_{slug(name)}",
+            f"Probe images: {name}",
             fig,
             data,
             "The first images of the set as the model saw them.",
@@ -300,23 +354,26 @@ def _sheets_body(study: analysis.Study, w: _Writer, report: Report, n: int) -> s
     return body
 
 
-def _units_body(study: analysis.Study, w: _Writer, report: Report, n: int) -> str:
+def _units_body(study: analysis.Study, w: _Writer, n: int) -> str:
     body = ""
     for run in study.runs:
         if run.top_images is None or run.top_images.empty:
-            body += _note(report, f"{run.name}: no top_images.parquet, so no unit images.")
+            body += w.note(f"{run.name}: no top_images.parquet, so no unit images.")
             continue
         paths = run.top_images["path"].map(lambda p: Path(str(p)).is_file())
         if not paths.all():
-            body += _note(report, f"{run.name}: image files of its top images are not here.")
+            body += w.note(f"{run.name}: image files of its top images are not here.")
+            continue
+        scenarios = _run_scenarios(run, w)
+        if scenarios is None:
             continue
         units = analysis.most_sensitive_units(run.top_images, n)
         seed = int(run.config.get("seed", 0))
-        fig, data = sheets.unit_sheet(run.top_images, units, seed=seed)
-        if not data["text_matches"].all():
-            body += _note(report, f"{run.name}: a redrawn probe differs from the audited one.")
+        fig, data = sheets.unit_sheet(run.top_images, units, seed=seed, scenarios=scenarios)
+        if len(data) and not data["text_matches"].all():
+            body += w.note(f"{run.name}: a redrawn probe differs from the audited one.")
         body += w.add(
-            f"units_{run.name}",
+            f"units_{slug(run.name)}",
             f"{run.name}: images that move its top units most",
             fig,
             data,
@@ -325,3 +382,45 @@ def _units_body(study: analysis.Study, w: _Writer, report: Report, n: int) -> st
             photo=True,
         )
     return body
+
+
+def _mitigation_report(root: Path, out: str | Path | None, command: str) -> Report:
+    """The page of a ``wmprobe mitigate`` folder: its table, its two figures, its run.json."""
+    config = runfolder.read_run_json(root)
+    out_dir = runfolder.check_writable(
+        Path(out) if out is not None else root / runfolder.REPORT_DIR
+    )
+    report = Report(html=out_dir / "report.html")
+    table = analysis.read_table(root / "table.csv")
+    if table.empty:
+        raise RunFolderError(f"{str(root / 'table.csv')!r} has no rows; rerun the mitigation.")
+    body = table_html(table, scroll=True)
+    for stem in ("fraction_curves", "auc_distribution"):
+        png = root / f"{stem}.png"
+        if png.is_file():
+            data = base64.b64encode(png.read_bytes()).decode()
+            body += f'<figure><img alt="{stem}" src="data:image/png;base64,{data}"></figure>'
+            report.figures[stem] = {"png": png}
+    facts = pd.DataFrame(
+        {
+            "what": ["report command", "mitigate command", "model", "downstream", "scenarios"],
+            "value": [
+                command,
+                str(config.get("command", "not recorded")),
+                str(config.get("model", "")),
+                str(config.get("downstream", "")),
+                ", ".join(map(str, config.get("scenarios", []))),
+            ],
+        }
+    )
+    provenance = table_html(facts) + f"<pre>{esc(json.dumps(config, indent=2, default=str))}</pre>"
+    sections = [
+        Section("mitigation", "Heads with the most sensitive units left out", body),
+        Section("provenance", "How this was made", provenance),
+    ]
+    intro = (
+        f"<p>Mitigation of {esc(str(config.get('model', '')))}: accuracy and the new head's "
+        "watermark sensitivity per fraction of feature units left out.</p>"
+    )
+    _write_page(report, page_html("wmprobe mitigation report", intro, sections))
+    return report

@@ -193,6 +193,12 @@ def split_half_d(
 
     The halves depend only on the row counts and ``seed``, so blocks of units taken apart give
     the same halves as the whole matrix. ``paired``: see :func:`split_half_stability`.
+
+    Example:
+        >>> clean = np.array([[0.1, 5.0], [0.2, 4.0], [0.3, 6.0], [0.4, 5.0]])
+        >>> probe = np.array([[0.9, 5.5], [0.8, 4.5], [0.7, 5.0], [0.6, 4.0]])
+        >>> split_half_d(clean, probe, seed=0)
+        (array([1.   , 0.625]), array([1.   , 0.625]))
     """
     c, p = as_pair(clean, probe)
     n0, n1 = c.shape[0], p.shape[0]

@@ -1,6 +1,36 @@
-"""Many runs: analysis across models, the whole study (reproduce), downloads."""
+"""Many runs: tables across models from run folders (analysis), the whole study
+(``wmprobe.reproduce`` runs it), and checksum-verified downloads.
 
-from wmprobe.study.analysis import Study, load_study
-from wmprobe.study.reproduce import StudyResult, reproduce
+Example:
+    >>> from wmprobe.study import load_study
+    >>> study = load_study("STUDY")  # doctest: +SKIP
+    >>> study.units().groupby("model")["d"].max()  # doctest: +SKIP
+"""
 
-__all__ = ["Study", "StudyResult", "load_study", "reproduce"]
+from wmprobe.study.analysis import (
+    ModelRun,
+    Study,
+    accuracy_drops,
+    class_ranking,
+    depth_profile,
+    load_study,
+    prediction_flips,
+    read_run,
+    sensitive_counts,
+)
+from wmprobe.study.downloads import download_dataset
+from wmprobe.study.reproduce import StudyResult
+
+__all__ = [
+    "ModelRun",
+    "Study",
+    "StudyResult",
+    "accuracy_drops",
+    "class_ranking",
+    "depth_profile",
+    "download_dataset",
+    "load_study",
+    "prediction_flips",
+    "read_run",
+    "sensitive_counts",
+]

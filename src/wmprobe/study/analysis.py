@@ -8,13 +8,13 @@ one, so each can be tested on synthetic tables; extra columns in the inputs are 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from wmprobe.auditing import runfolder
 from wmprobe.constants import DEFAULT_LAYERS, THRESHOLDS
 from wmprobe.errors import InvalidArgumentError, RunFolderError
 from wmprobe.stats import count_above
@@ -65,30 +65,37 @@ class Study:
 
 def is_complete_run(path: str | Path) -> bool:
     """Whether ``path`` holds a finished audit (run.json, written last, and units.parquet)."""
-    p = Path(path)
-    return (p / "run.json").is_file() and (p / "units.parquet").is_file()
+    return runfolder.is_finished(path)
 
 
 def read_run(path: str | Path) -> ModelRun:
-    """Read one audit run folder; a folder without run.json or units.parquet is an error."""
+    """Read one finished audit run folder; an unfinished or damaged one is a clear error."""
     p = Path(path)
     if not is_complete_run(p):
+        if runfolder.kind_of(p) == "unfinished":
+            raise RunFolderError(runfolder.unfinished_message(p).capitalize() + ".")
         raise RunFolderError(
             f"{str(p)!r} is not a complete audit run folder (needs run.json and units.parquet; "
             "write one with `wmprobe audit --out`)."
         )
-    config = json.loads((p / "run.json").read_text())
-    table = pd.read_parquet(p / "units.parquet")
+    config = runfolder.read_run_json(p)
+    table = read_table(p / "units.parquet")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise RunFolderError(f"{p / 'units.parquet'} lacks the column(s) {', '.join(missing)}.")
+    if table.empty:
+        raise RunFolderError(f"{p / 'units.parquet'} has no rows; rerun the audit into {str(p)!r}.")
+    for column in ("auc", "d", "unit"):
+        if not pd.api.types.is_numeric_dtype(table[column]):
+            raise RunFolderError(
+                f"{p / 'units.parquet'}: column {column!r} holds {table[column].dtype} values, "
+                "not numbers; the file is damaged: rerun the audit into this folder."
+            )
     name = str(config.get("model") or table["model"].iloc[0])
 
     def optional(file: str) -> pd.DataFrame | None:
         f = p / file
-        if not f.is_file():
-            return None
-        return pd.read_csv(f) if f.suffix == ".csv" else pd.read_parquet(f)
+        return read_table(f) if f.is_file() else None
 
     return ModelRun(
         name=name,
@@ -101,33 +108,64 @@ def read_run(path: str | Path) -> ModelRun:
     )
 
 
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet table of a run folder; an unreadable one is a one-line error."""
+    try:
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # pyarrow and pandas raise many types for a damaged file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunFolderError(
+            f"{str(path)!r} cannot be read ({reason}); the file is damaged: rerun the command "
+            "that wrote the folder."
+        ) from exc
+
+
 def load_study(root: str | Path) -> Study:
     """Read a study: ``root`` is one audit run folder, or holds ``models/<model>/`` run folders.
 
-    Models listed as skipped in ``root/study.json`` and model folders left unfinished are in
-    ``Study.skipped`` with the reason.
+    ``models/<model>/`` folders are written by ``wmprobe audit --model a,b`` and by ``wmprobe
+    reproduce`` (in ``root/study.json``'s order). Models listed as
+    skipped there and model folders left unfinished are in ``Study.skipped`` with the reason (an
+    unfinished one with the command that resumes it). A folder with no finished audit at all is
+    an error that says whether a run is unfinished there (and how to resume it).
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise RunFolderError(f"Run folder {str(root)!r} does not exist or is not a folder.")
-    manifest_path = root / "study.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    if is_complete_run(root):
+    manifest_path = root / runfolder.STUDY_JSON
+    manifest = runfolder.read_json(manifest_path) if manifest_path.is_file() else {}
+    kind = runfolder.kind_of(root)
+    if kind == "audit":
         return Study(root=root, runs=[read_run(root)], manifest=manifest)
-    models_dir = root / "models"
+    if kind == "mitigation":
+        raise RunFolderError(
+            f"{str(root)!r} holds a mitigation run, not an audit (read it with "
+            "wmprobe.reporting.build_report, which handles both)."
+        )
+    models_dir = root / runfolder.MODELS_DIR
     folders = sorted(p for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
-    order = {m: i for i, m in enumerate(manifest.get("models", []))}
+    listed = [str(m) for m in manifest.get("models", [])]
+    by_slug = {runfolder.model_folder(root, m).name: m for m in listed}
+    order = {slug: i for i, slug in enumerate(by_slug)}
     folders.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
     runs, skipped = [], {}
     for folder in folders:
         if is_complete_run(folder):
             runs.append(read_run(folder))
         else:
-            skipped[folder.name] = "run folder is unfinished (no run.json); rerun to complete it"
+            skipped[by_slug.get(folder.name, folder.name)] = runfolder.unfinished_message(folder)
     for name, status in manifest.get("statuses", {}).items():
         if status.get("status") == "skipped":
             skipped[name] = status.get("reason", "")
     if not runs:
+        if kind == "unfinished" or skipped or manifest:
+            why = (
+                runfolder.unfinished_message(root)
+                if kind == "unfinished"
+                else "; ".join(f"{m}: {r}" for m, r in skipped.items())
+                or "no model has finished yet"
+            )
+            raise RunFolderError(f"{str(root)!r} holds no finished audit yet ({why}).")
         raise RunFolderError(
             f"{str(root)!r} holds no audit: neither run.json and units.parquet nor "
             "models/<model>/ run folders (write them with `wmprobe audit` or `wmprobe reproduce`)."

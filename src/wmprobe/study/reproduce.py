@@ -8,8 +8,9 @@ Layout of ``OUT``::
     report/report.html       the report (``wmprobe report OUT`` writes it again)
 
 Resumable: a model whose run folder is complete (run.json) and was made with the same settings
-is not audited again. A model whose weights cannot be had here, or that wmprobe does not know, is
-skipped with the reason (listed in study.json and the report), and the study goes on.
+(:data:`wmprobe.auditing.runfolder.RESUME_KEYS`) is not audited again. A model whose weights
+cannot be had here, or that wmprobe does not know, is skipped with the reason (listed in
+study.json and the report), and the study goes on.
 """
 
 from __future__ import annotations
@@ -18,20 +19,22 @@ import importlib
 import json
 import logging
 import platform
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 from wmprobe._version import __version__
+from wmprobe.auditing import runfolder
+from wmprobe.auditing.many import ModelStatus, audit_many
 from wmprobe.constants import DEFAULT_LAYERS
 from wmprobe.errors import ImageFolderError, InvalidArgumentError, WmprobeError
+from wmprobe.extraction.cache import slug
+from wmprobe.extraction.engines import Engine
 from wmprobe.models import PAPER20
 from wmprobe.probes.artifacts import PAPER_SCENARIOS
 from wmprobe.probes.images import scan_folder
-from wmprobe.probes.scenario import Scenario
-from wmprobe.study.analysis import is_complete_run
+from wmprobe.probes.scenario import Scenario, resolve_scenarios
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +54,6 @@ class StudyPreset:
 
 
 STUDY_PRESETS = {"paper": StudyPreset("paper", PAPER_MODELS)}
-
-#: run.json keys that must match for a finished run folder to be reused.
-_RESUME_KEYS = ("model", "scenarios", "layers", "seed", "limit", "images", "keep_watermarked")
-
-
-@dataclass
-class ModelStatus:
-    """What happened to one model: ``audited``, ``resumed`` (reused) or ``skipped`` (why)."""
-
-    status: str
-    reason: str = ""
-    seconds: float = 0.0
 
 
 @dataclass
@@ -88,20 +79,7 @@ def versions() -> dict[str, str]:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
-
-
-def _reusable(folder: Path, wanted: dict) -> str | None:
-    """None when ``folder`` holds a finished run made with ``wanted``; else why not."""
-    if not is_complete_run(folder):
-        return "no finished run folder"
-    done = json.loads((folder / "run.json").read_text())
-    for key in _RESUME_KEYS:
-        if done.get(key) != wanted.get(key):
-            return f"its {key} was {done.get(key)!r}, now {wanted.get(key)!r}"
-    return None
+    runfolder.write_file(path.parent, path.name, json.dumps(data, indent=2, default=str))
 
 
 def mitigation_step(
@@ -142,7 +120,7 @@ def reproduce(
     *,
     preset: str = "paper",
     models: Sequence[str] | None = None,
-    scenarios: Sequence[str] | None = None,
+    scenarios: Sequence[str | Scenario] | None = None,
     downstream: str | Path | None = None,
     limit: int | None = None,
     seed: int | None = None,
@@ -154,18 +132,21 @@ def reproduce(
     command: str = "",
     report: bool = True,
     say: Callable[[str], None] | None = None,
+    engine: Engine | None = None,
 ) -> StudyResult:
     """Run the whole study: sheets, one audit per model (resumable), report, mitigation hook.
 
     ``report=False`` leaves the report for a later ``wmprobe report OUT``. ``models`` and
-    ``scenarios`` default to the preset's (for ``paper``: its 20 models and four
-    scripts).
+    ``scenarios`` default to the preset's (for ``paper``: its 20 models and four scripts);
+    ``scenarios`` takes whatever ``wmprobe audit --scenarios`` takes (presets with modifiers,
+    spec files, probe folders). The models go through :func:`wmprobe.auditing.many.audit_many`;
+    with a remote ``engine`` (Ray) every model's activations are computed at once on it first
+    (:func:`wmprobe.extraction.spread.fill_cache`), then each model is audited from the cache.
 
     Example:
         >>> reproduce("../shared/data/imagenet-samples", "STUDY", models=["efficientnet_lite0"],
         ...           limit=50)  # doctest: +SKIP
     """
-    from wmprobe.auditing.run import audit
     from wmprobe.reporting import build_report
     from wmprobe.reporting.sheets import scenario_sheet
 
@@ -174,22 +155,20 @@ def reproduce(
         raise InvalidArgumentError(f"Unknown preset {preset!r}; known: {', '.join(STUDY_PRESETS)}.")
     spec = STUDY_PRESETS[preset]
     models = list(models) if models else list(spec.models)
-    scenarios = tuple(scenarios) if scenarios else spec.scenarios
-    for name in scenarios:  # unknown names fail before any work
-        Scenario.preset(name)
+    probe_sets = resolve_scenarios(list(scenarios) if scenarios else list(spec.scenarios))
     seed = spec.seed if seed is None else seed
     if downstream is not None and not Path(downstream).is_dir():
         raise ImageFolderError(f"Downstream folder {str(downstream)!r} does not exist.")
+    out = runfolder.check_writable(out)
     image_set = scan_folder(Path(images).expanduser().resolve(), limit=limit)
-    out = Path(out)
-    (out / "models").mkdir(parents=True, exist_ok=True)
     result = StudyResult(out=out)
     manifest = {
         "preset": preset,
         "command": command,
         "images": str(image_set.root),
         "models": models,
-        "scenarios": list(scenarios),
+        "scenarios": [s.name for s in probe_sets],
+        "scenario_definitions": [s.to_dict() for s in probe_sets],
         "layers": list(spec.layers),
         "seed": seed,
         "limit": limit,
@@ -197,66 +176,43 @@ def reproduce(
         "versions": versions(),
         "statuses": {},
     }
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / runfolder.STUDY_JSON, manifest)
+    sheets = out / runfolder.SHEETS_DIR
+    say(f"contact sheets of {', '.join(s.name for s in probe_sets)} -> {sheets}")
+    sheets.mkdir(exist_ok=True)
+    for scenario in probe_sets:
+        fig, data = scenario_sheet(image_set.records, scenario, seed=seed, n=12)
+        stem = slug(scenario.name)
+        runfolder.write_file(
+            sheets, f"{stem}.png", lambda p, f=fig: f.savefig(p, format="png", dpi=100)
+        )
+        runfolder.write_file(sheets, f"{stem}.csv", data.to_csv(index=False))
+
+    result.statuses = audit_many(
+        image_set,
+        out,
+        models,
+        scenarios=probe_sets,
+        manifest=manifest,
+        resume=True,
+        command=command,
+        allow_download=allow_download,
+        limit=limit,
+        say=say,
+        layers=spec.layers,
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        progress=progress,
+        engine=engine,
+    )
+    manifest["statuses"] = {m: asdict(s) for m, s in result.statuses.items()}
 
     def save_manifest() -> None:
-        manifest["statuses"] = {m: asdict(s) for m, s in result.statuses.items()}
         manifest["mitigation"] = result.mitigation
-        _write_json(out / "study.json", manifest)
-
-    save_manifest()
-    say(f"contact sheets of {', '.join(scenarios)} -> {out / 'sheets'}")
-    (out / "sheets").mkdir(exist_ok=True)
-    for scenario in scenarios:
-        fig, data = scenario_sheet(image_set.records, scenario, seed=seed, n=12)
-        fig.savefig(out / "sheets" / f"{scenario}.png", dpi=100)
-        data.to_csv(out / "sheets" / f"{scenario}.csv", index=False)
-
-    for i, model in enumerate(models, start=1):
-        folder = out / "models" / model
-        wanted = {
-            "model": model,
-            "scenarios": list(scenarios),
-            "layers": list(spec.layers),
-            "seed": seed,
-            "limit": limit,
-            "images": str(image_set.root),
-            "keep_watermarked": False,
-        }
-        why = _reusable(folder, wanted)
-        if why is None:
-            say(f"[{i}/{len(models)}] {model}: finished run folder found, not audited again")
-            result.statuses[model] = ModelStatus("resumed")
-            save_manifest()
-            continue
-        say(f"[{i}/{len(models)}] {model}: auditing ({why})")
-        for stale in ("run.json", "accuracy.csv", "predictions.parquet", "top_images.parquet"):
-            (folder / stale).unlink(missing_ok=True)  # an unfinished redo never looks complete
-        start = time.perf_counter()
-        try:
-            audited = audit(
-                image_set,
-                model=model,
-                scenarios=scenarios,
-                layers=spec.layers,
-                seed=seed,
-                limit=limit,
-                device=device,
-                allow_download=allow_download,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                progress=progress,
-            )
-        except WmprobeError as exc:  # weights missing, unknown model, no such layer: per model
-            say(f"[{i}/{len(models)}] {model}: skipped: {exc}")
-            result.statuses[model] = ModelStatus("skipped", f"{type(exc).__name__}: {exc}")
-            save_manifest()
-            continue
-        audited.config["command"] = command
-        audited.save(folder)
-        seconds = time.perf_counter() - start
-        result.statuses[model] = ModelStatus("audited", seconds=round(seconds, 1))
-        save_manifest()
-        del audited
+        _write_json(out / runfolder.STUDY_JSON, manifest)
 
     done = [m for m, s in result.statuses.items() if s.status != "skipped"]
     result.mitigation = mitigation_step(

@@ -39,6 +39,13 @@ class Artifact(ABC):
     """
 
     kind: ClassVar[str]
+    #: Every artifact class by its ``kind`` (filled as the classes are defined).
+    kinds: ClassVar[dict[str, type[Artifact]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            Artifact.kinds[cls.kind] = cls
 
     @abstractmethod
     def draw(self, image: Image.Image, rng: np.random.Generator) -> Drawn:
@@ -55,6 +62,39 @@ class Artifact(ABC):
             if f.compare:
                 out[f.name] = _plain(getattr(self, f.name))
         return out
+
+    def to_spec(self) -> dict[str, Any]:
+        """Everything :meth:`from_spec` needs to rebuild this artifact exactly: :meth:`to_dict`
+        with files by their full path and the description (which :meth:`to_dict` leaves out)."""
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = value.to_spec() if isinstance(value, Artifact) else _plain(value)
+        return out
+
+    @staticmethod
+    def from_spec(spec: dict[str, Any]) -> Artifact:
+        """The artifact that :meth:`to_spec` wrote (same ``to_dict``, same pixels).
+
+        Example:
+            >>> Artifact.from_spec(NullArtifact().to_spec()) == NullArtifact()
+            True
+        """
+        if not isinstance(spec, dict) or spec.get("kind") not in Artifact.kinds:
+            known = ", ".join(sorted(Artifact.kinds))
+            raise ScenarioSpecError(
+                f"Expected an artifact spec with `kind` one of {known} but got {spec!r}"
+            )
+        cls = Artifact.kinds[spec["kind"]]
+        values = {
+            key: Artifact.from_spec(value) if isinstance(value, dict) and "kind" in value else value
+            for key, value in spec.items()
+            if key != "kind"
+        }
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ScenarioSpecError(f"A {cls.kind} artifact spec does not fit: {exc}") from exc
 
     def content(self) -> dict[str, str]:
         """Digests of the files the artifact reads (fonts given by path, overlay images)."""

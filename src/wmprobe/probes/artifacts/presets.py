@@ -7,6 +7,8 @@ from wmprobe.errors import UnknownScenarioError
 from wmprobe.probes.artifacts.base import Artifact, NullArtifact
 from wmprobe.probes.artifacts.charsets import CHARSETS
 from wmprobe.probes.artifacts.imagenet_w import ImageNetWArtifact
+from wmprobe.probes.artifacts.marks import MARK_FAMILIES, MarkArtifact
+from wmprobe.probes.artifacts.scene import SCENE_KINDS, SceneArtifact
 from wmprobe.probes.artifacts.text import TextArtifact
 
 #: The paper's four scenarios, in its order.
@@ -26,12 +28,22 @@ PRESETS: dict[str, Artifact] = {
         "imagenet-w package (optional extra)"
     ),
     "null": NullArtifact(),
+    **{name: MarkArtifact(name) for name in MARK_FAMILIES},  # the scan's mark families
+    **{name: SceneArtifact(name) for name in SCENE_KINDS},  # its hard negatives (no overlay)
 }
 """Every named artifact. The paper's four: 7 symbols, 30 px, white, opaque, fully visible."""
 
 
 def get_artifact(name: str) -> Artifact:
-    """The artifact of a named preset; see ``wmprobe scenarios`` for the names."""
+    """The artifact of a named preset; see ``wmprobe scenarios`` for the names.
+
+    Example:
+        >>> type(get_artifact("chinese")).__name__
+        'TextArtifact'
+        >>> get_artifact("chinees")
+        Traceback (most recent call last):
+        wmprobe.errors.UnknownScenarioError: Unknown scenario 'chinees'. Did you mean chinese? ...
+    """
     try:
         return PRESETS[name]
     except KeyError:

@@ -1,0 +1,114 @@
+"""The same audit on the local engine (1 CPU), a one-node Ray (1 CPU) and two 1-CPU Ray nodes.
+
+Measures the extraction of efficientnet_lite0 on the clean and Chinese frames of ``--n`` ImageNet
+samples (chunks of ``--chunk`` images, batches of 16), each engine on an empty cache after a
+warm-up run on other images (workers started, model loaded: the steady state is compared, not
+Ray's start-up, which is printed apart). The local engine runs with 1 torch thread and reads
+images inline, as each Ray worker does. Prints images per second and the ratios, and checks that
+all three wrote the same activations (byte-identical units.csv). The local engine is measured
+before and after the Ray runs; their mean is the reference (the machine is shared: the load is
+printed beside the figures).
+
+    PYTHONPATH=src python bench/engines.py [--n 160] [--images ../shared/data/imagenet-samples]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from wmprobe.auditing.run import audit
+from wmprobe.extraction.cache import ActivationCache
+from wmprobe.extraction.engines import LocalEngine
+from wmprobe.extraction.engines.cluster import LocalCluster
+from wmprobe.extraction.engines.ray import RayEngine
+from wmprobe.probes.images import ImageSet, scan_folder
+
+SHARED = os.environ.get("WMPROBE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared/data")
+SAMPLES = Path(SHARED) / "imagenet-samples"
+STORE = 200 << 20
+
+
+def _load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _run(engine, images: ImageSet, tmp: Path, chunk: int) -> tuple[float, bytes]:
+    """Seconds of one audit on an empty cache, and its units.csv."""
+    folder = Path(tempfile.mkdtemp(dir=tmp))
+    start = time.perf_counter()
+    result = audit(
+        images,
+        scenarios=["chinese"],
+        num_workers=0,
+        threads=1,
+        progress=False,
+        cache=ActivationCache(folder / "cache", chunk_size=chunk),
+        engine=engine,
+    )
+    seconds = time.perf_counter() - start
+    result.save(folder / "run")
+    tables = (folder / "run" / "units.csv").read_bytes()
+    shutil.rmtree(folder)
+    return seconds, tables
+
+
+def _measure(name: str, engine, warm: ImageSet, images: ImageSet, tmp: Path, chunk: int):
+    start = time.perf_counter()
+    _run(engine, warm, tmp, chunk)
+    warm_s = time.perf_counter() - start
+    seconds, tables = _run(engine, images, tmp, chunk)
+    rate = len(images.records) / seconds
+    print(
+        f"{name:28s} {rate:6.2f} img/s  ({seconds:6.1f} s; warm-up {warm_s:5.1f} s)  {_load()}",
+        flush=True,
+    )
+    return rate, tables
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, default=SAMPLES)
+    parser.add_argument("--n", type=int, default=160, help="images measured per engine")
+    parser.add_argument("--warm", type=int, default=16, help="images of the warm-up run")
+    parser.add_argument("--chunk", type=int, default=16, help="images per chunk (task)")
+    args = parser.parse_args()
+    every = scan_folder(args.images, limit=args.n + args.warm)
+    warm = ImageSet(every.root, every.records[args.n :], {})
+    images = ImageSet(every.root, every.records[: args.n], {})
+    print(
+        f"efficientnet_lite0, chinese (2 frames per image), {args.n} images, chunks of "
+        f"{args.chunk}, {os.cpu_count()} CPUs on this machine; {_load()}",
+        flush=True,
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="wmbench"))
+    try:
+        data = (warm, images, tmp, args.chunk)
+        local = LocalEngine(threads=1, loader_workers=0)
+        before, reference = _measure("local, 1 CPU (before)", local, *data)
+        start = time.perf_counter()
+        with RayEngine(num_cpus=1, object_store_memory=STORE) as one:
+            print(f"  (one-node Ray started in {time.perf_counter() - start:.1f} s)")
+            one_rate, one_tables = _measure("Ray, 1 node x 1 CPU", one, *data)
+        start = time.perf_counter()
+        cluster = LocalCluster(nodes=2, cpus=1, store=STORE)
+        with cluster, RayEngine(cluster.address) as two:
+            two.wait_for_nodes(2)
+            print(f"  (two-node Ray started in {time.perf_counter() - start:.1f} s)")
+            two_rate, two_tables = _measure("Ray, 2 nodes x 1 CPU", two, *data)
+        after, _ = _measure("local, 1 CPU (after)", local, *data)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    local_rate = (before + after) / 2
+    print(f"one-node Ray / local:        {one_rate / local_rate:.2f}  (target >= 0.85)")
+    print(f"two nodes / one node:        {two_rate / one_rate:.2f}  (target >= 1.7)")
+    same = one_tables == reference and two_tables == reference
+    print(f"units.csv identical on all three engines: {same}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""The Ray engine: chunks computed by a pool of Ray actors that keep their model loaded.
+
+Where it runs: the cluster at ``address`` (or ``$RAY_ADDRESS``); with neither, a Ray instance is
+started on this machine for the run (127.0.0.1, no dashboard) and stopped by :meth:`close`.
+
+The pool: on each node one actor per GPU (``num_gpus=1``) where the node has GPUs, else one
+actor per CPU (``cpus_per_worker``), leaving one CPU of every node with more than one free for
+Ray itself (a pool that takes every CPU can stall Ray); a 1-CPU node gets one actor. Each actor
+sets torch's threads to the CPUs it was given and reads images inline (no extra processes). An
+actor keeps the model of its last job loaded; the driver hands each idle actor a task of the job
+it holds when there is one.
+
+Where chunks go: a task's result travels back to the driver through the object store, and the
+driver writes it into its cache (no shared file system needed; workers never open the cache).
+Results are stored by chunk id, whatever order they arrive in. A ``--cache`` on storage that every
+node mounts is used the same way, so both give the same tables.
+
+Faults: an actor killed mid-task (SIGKILL, OOM, a node that leaves) is restarted, on another node
+if need be, and its task retried (``max_restarts``, ``max_task_retries``); a task's result depends
+on the task alone, so a retry yields the same bytes. Ctrl-C stops the pool; chunks already stored
+stay in the cache, and the next run computes only the rest.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from wmprobe.errors import OptionalDependencyError, WmprobeError
+from wmprobe.extraction.engines.base import Engine, Job, WorkerResources
+from wmprobe.extraction.engines.progress import ChunkProgress
+
+INSTALL_HINT = "pip install 'wmprobe[ray]'"
+#: Retries of an actor (and its task) that died; enough for a node or two to leave.
+MAX_RESTARTS = 4
+#: Tasks queued per actor beyond the one it runs (results transfer while the next chunk runs).
+QUEUE_DEPTH = 1
+
+
+class RayUnavailableError(WmprobeError):
+    """A Ray cluster that cannot be reached or used (the message names the address)."""
+
+
+def import_ray():
+    """The ``ray`` module, or an error that says how to install it."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise OptionalDependencyError(
+            f"--engine ray needs Ray, which is not installed here: {INSTALL_HINT} (on the driver "
+            "and on every node of the cluster)."
+        ) from exc
+    return ray
+
+
+class _Worker:
+    """One Ray actor: runs tasks of jobs, keeping the state (model) of the last job it ran."""
+
+    def __init__(self, resources: WorkerResources):
+        import torch
+
+        self.resources = resources
+        if resources.cpus:
+            torch.set_num_threads(resources.cpus)
+        self.key: str | None = None
+        self.state: Any = None
+
+    def run(self, job: Job, tasks: Sequence[Any]) -> list[Any]:
+        if self.key != job.key:
+            self.key, self.state = None, None
+            self.state = job.setup(self.resources)
+            self.key = job.key
+        return list(job.run(self.state, tasks, self.resources))
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def driver_path() -> str:
+    """The driver's import path, absolute: workers on this machine import the same code."""
+    dirs = [os.path.abspath(p or ".") for p in sys.path]
+    return os.pathsep.join(dict.fromkeys(d for d in dirs if os.path.isdir(d)))
+
+
+def _check_reachable(address: str) -> None:
+    """A clear error naming ``address`` when nothing listens there (Ray itself retries for long)."""
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailableError(
+            f"Ray address {address!r} is not host:port (e.g. 10.0.0.1:6379), auto or ray://..."
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise RayUnavailableError(
+            f"No Ray cluster at {address!r} ({exc.strerror or exc}); start one with `ray start "
+            "--head` there, or pass the address `ray status` shows (--ray-address / RAY_ADDRESS)."
+        ) from exc
+
+
+def plan_pool(
+    nodes: Sequence[dict], cpus_per_worker: int = 1, *, gpu: bool = True
+) -> list[tuple[str, WorkerResources]]:
+    """The actors to start: ``(node id, resources)`` for each, from ``ray.nodes()`` entries.
+
+    A node with GPUs (and ``gpu``) gets one actor per GPU, sharing the node's spare CPUs; another
+    node one actor per ``cpus_per_worker`` spare CPUs. Spare: all CPUs but one (Ray, the object
+    store and the driver need some), all of them on a 1-CPU node.
+    """
+    out = []
+    for node in nodes:
+        cpus = int(node["Resources"].get("CPU", 0))
+        gpus = int(node["Resources"].get("GPU", 0)) if gpu else 0
+        spare = cpus - 1 if cpus > 1 else cpus
+        if gpus:
+            per_gpu = max(1, spare // gpus)
+            slots = [WorkerResources(per_gpu, 1, "cuda", 0)] * gpus
+        else:
+            count = spare // cpus_per_worker
+            slots = [WorkerResources(cpus_per_worker, 0, "cpu", 0)] * count
+        out += [(node["NodeID"], r) for r in slots]
+    return out
+
+
+class RayEngine(Engine):
+    """Chunks on a Ray cluster (see the module docstring).
+
+    ``address``: a running cluster (``host:port``, ``auto``, ``ray://...``); None: ``$RAY_ADDRESS``,
+    else a Ray instance started here for the run (``num_cpus``, ``object_store_memory`` apply to
+    it). ``cpus_per_worker``: CPUs (torch threads) of each CPU actor. ``max_workers`` caps the pool.
+    """
+
+    name = "ray"
+    remote = True
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        cpus_per_worker: int = 1,
+        max_workers: int | None = None,
+        num_cpus: int | None = None,
+        object_store_memory: int | None = None,
+    ):
+        if cpus_per_worker < 1:
+            raise ValueError(f"Expected `cpus_per_worker` to be >= 1 but got {cpus_per_worker}")
+        self.ray = import_ray()
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.cpus_per_worker = cpus_per_worker
+        self.max_workers = max_workers
+        self._started = False
+        self._actors: list[Any] = []
+        self._held: dict[int, str | None] = {}
+        self._pid_refs: list[Any] = []
+        if self.ray.is_initialized():
+            return  # the caller's own Ray session: used, and left running
+        if self.address is None:
+            self._start_local(num_cpus, object_store_memory)
+        else:
+            self._connect(self.address)
+
+    def _start_local(self, num_cpus: int | None, object_store_memory: int | None) -> None:
+        cpus = num_cpus or os.cpu_count() or 1
+        store = object_store_memory or min(4 << 30, (128 << 20) + cpus * (64 << 20))
+        self.ray.init(
+            address="local",
+            num_cpus=cpus,
+            object_store_memory=store,
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+            runtime_env={"env_vars": {"PYTHONPATH": driver_path()}},
+        )
+        self._started = True
+
+    def _connect(self, address: str) -> None:
+        _check_reachable(address)
+        try:
+            self.ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise RayUnavailableError(
+                f"Cannot connect to the Ray cluster at {address!r}: {exc}"
+            ) from exc
+        self._started = True  # our connection: disconnected by close(), the cluster stays
+
+    def _nodes(self) -> list[dict]:
+        return [n for n in self.ray.nodes() if n.get("Alive")]
+
+    def device(self, requested: str = "auto") -> str:
+        if requested != "auto":
+            return requested
+        return "cuda" if any(n["Resources"].get("GPU", 0) for n in self._nodes()) else "cpu"
+
+    def _pool(self, gpu: bool) -> None:
+        """Start the actors, pinned (softly) to their nodes (see :func:`plan_pool`)."""
+        if self._actors:
+            return
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        worker_class = self.ray.remote(_Worker)
+        slots = plan_pool(self._nodes(), self.cpus_per_worker, gpu=gpu)[: self.max_workers]
+        if not slots:
+            raise RayUnavailableError(
+                f"The Ray cluster at {self.address or 'this machine'} has no node with "
+                f"{self.cpus_per_worker} CPU(s) to spare for a worker."
+            )
+        for node_id, resources in slots:
+            actor = worker_class.options(
+                num_cpus=resources.cpus,
+                num_gpus=resources.gpus,
+                max_restarts=MAX_RESTARTS,
+                max_task_retries=MAX_RESTARTS,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True),
+            ).remote(resources)
+            self._actors.append(actor)
+            self._pid_refs.append(actor.pid.remote())
+        self._held = {i: None for i in range(len(self._actors))}
+
+    def wait_for_nodes(self, count: int, timeout: float = 300) -> None:
+        """Wait until the cluster has ``count`` live nodes (a cluster that is still starting)."""
+        deadline = time.time() + timeout
+        while len(self._nodes()) < count:
+            if time.time() > deadline:
+                raise RayUnavailableError(
+                    f"The Ray cluster at {self.address} has {len(self._nodes())} live nodes "
+                    f"after {timeout:.0f} s, not {count}."
+                )
+            time.sleep(0.5)
+
+    def alive_nodes(self) -> list[dict]:
+        """The cluster's live nodes, as ``ray.nodes()`` describes them."""
+        return self._nodes()
+
+    def started_workers(self) -> list[Any]:
+        """The pool's actors (empty until the first task is handed out)."""
+        return list(self._actors)
+
+    def worker_pids(self, *, fresh: bool = False) -> list[int]:
+        """Process ids of the pool's actors when they started (``fresh``: now, once their
+        queued tasks are done)."""
+        if fresh:
+            return self.ray.get([a.pid.remote() for a in self._actors])
+        return self.ray.get(list(self._pid_refs))
+
+    def map_jobs(
+        self, work: Sequence[tuple[Job, Sequence[Any]]], *, progress: bool = False, desc: str = ""
+    ) -> Iterator[tuple[int, int, Any]]:
+        pending = [collections.deque(range(len(tasks))) for _, tasks in work]
+        if not any(pending):
+            return
+        self._pool(any(job.gpu for job, _ in work))
+        refs = [self.ray.put(job) for job, _ in work]
+        inflight: dict[Any, tuple[int, int, int]] = {}
+        load = collections.Counter()
+
+        def next_task(actor: int) -> tuple[int, int] | None:
+            held = self._held[actor]
+            same = [j for j, (job, _) in enumerate(work) if job.key == held and pending[j]]
+            if not same:  # another job: the one with the most tasks left
+                left = [j for j in range(len(work)) if pending[j]]
+                if not left:
+                    return None
+                same = [max(left, key=lambda j: len(pending[j]))]
+            j = same[0]
+            return j, pending[j].popleft()
+
+        def fill() -> None:
+            for actor in range(len(self._actors)):
+                while load[actor] <= QUEUE_DEPTH:
+                    picked = next_task(actor)
+                    if picked is None:
+                        return
+                    j, i = picked
+                    self._held[actor] = work[j][0].key
+                    ref = self._actors[actor].run.remote(refs[j], [work[j][1][i]])
+                    inflight[ref] = (actor, j, i)
+                    load[actor] += 1
+
+        with ChunkProgress(work, progress=progress, desc=desc) as bar:
+            fill()
+            while inflight:
+                ready, _ = self.ray.wait(list(inflight), num_returns=1)
+                for ref in ready:
+                    actor, j, i = inflight.pop(ref)
+                    load[actor] -= 1
+                    result = self._get(ref)
+                    bar.done(j, i)
+                    yield j, i, result[0]
+                fill()
+
+    def _get(self, ref) -> Any:
+        """A task's result; a WmprobeError raised in a worker comes back as itself."""
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, WmprobeError):
+                raise cause from None
+            raise
+        except self.ray.exceptions.RayActorError as exc:
+            raise RayUnavailableError(
+                f"A Ray worker died {MAX_RESTARTS + 1} times running one chunk (out of memory? "
+                f"nodes leaving?): {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        """Stop the pool; disconnect from the cluster, or stop the Ray instance started here."""
+        for actor in self._actors:
+            with contextlib.suppress(Exception):  # an actor already gone is what we want
+                self.ray.kill(actor)
+        self._actors, self._held, self._pid_refs = [], {}, []
+        if self._started and self.ray.is_initialized():
+            self.ray.shutdown()
+            self._started = False
