@@ -40,9 +40,7 @@ def test_filled_cache_is_exactly_what_the_audits_read(images, tmp_path):
         progress=False,
     )
     assert list(failed) == ["no_such_net"] and "UnknownModelError" in failed["no_such_net"]
-    audited = [m for m, s in plain.statuses.items() if s.status == "audited"]
-    assert len(audited) == 2
-    for model in audited:
+    for model in ("tiny_test_net", "tiny_test_net_b"):
         result = audit(images, model=model, scenarios=["chinese"], cache=cache, progress=False)
         assert result.activations.frames_computed == 0  # all read from the filled cache
 
