@@ -446,6 +446,71 @@ def report(run_dir, out, top_k, screenshot) -> None:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--units",
+    default="top:8",
+    show_default=True,
+    help="top:N per audited layer and scenario, and/or LAYER:UNIT (comma-separated).",
+)
+@click.option(
+    "--method",
+    "methods",
+    default="gradcam,activation",
+    show_default=True,
+    help="Comma-separated: gradcam, ig, lrp, activation (the gradient-free map of conv units).",
+)
+@click.option(
+    "--images",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Probe images per unit: those that move it most in the watermark's direction.",
+)
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Output folder (default: RUN_DIR/explain).",
+)
+@click.option(
+    "--ig-steps", default=16, show_default=True, type=click.IntRange(min=2), help="IG steps."
+)
+@DEVICE_OPTION
+@_friendly
+def explain(run_dir, units, methods, images, out, ig_steps, device) -> None:
+    """Where the most sensitive units of an audit look: attribution against the drawn box.
+
+    For each unit, on the probe images that move it most, scores its attribution maps against
+    the exact box of the drawn mark (mass inside the box, rank accuracy, pointing game) beside
+    chance and the same unit's map on the clean image. Writes localization.parquet,
+    localization_units.parquet/.csv, overlays/*.png and explain.json to RUN_DIR/explain.
+
+    Example:
+
+        wmprobe explain RUN --units top:8,logits:478 --method gradcam,lrp --images 16
+    """
+    from wmprobe.attribution import explain as run_explain
+
+    result = run_explain(
+        run_dir,
+        units=units,
+        methods=methods,
+        images=images,
+        out=out,
+        device=device,
+        ig_steps=ig_steps,
+        progress=click.echo,
+    )
+    table = result.units
+    if len(table):
+        cols = ["scenario", "layer", "unit", "method", "images", "mass", "clean_mass", "chance"]
+        cols += ["hit_rate", "q", "localized"]
+        click.echo(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    click.echo(f"wrote {result.folder} ({len(result.localization)} rows)")
+
+
+@main.command()
 @click.option(
     "--preset",
     default="paper",
@@ -488,6 +553,12 @@ def report(run_dir, out, top_k, screenshot) -> None:
 @BATCH_SIZE_OPTION
 @WORKERS_OPTION
 @ENGINE_OPTIONS
+@click.option(
+    "--explain",
+    "with_explain",
+    is_flag=True,
+    help="Also run `wmprobe explain` (its defaults) on every audited model before the report.",
+)
 @QUIET_OPTION
 @_friendly
 def reproduce(
@@ -505,6 +576,7 @@ def reproduce(
     workers,
     engine,
     ray_address,
+    with_explain,
     quiet,
 ) -> None:
     """Run the whole study: contact sheets, an audit of every model, analysis and the report.
@@ -535,6 +607,7 @@ def reproduce(
         num_workers=workers,
         progress=not quiet,
         command=_command_line(),
+        explain=with_explain,
         say=click.echo,
         engine=_engine(engine, ray_address, None, workers),
     )
@@ -967,7 +1040,12 @@ def scan(
 
 @main.group()
 def detector() -> None:
-    """Mark detectors for `wmprobe scan`: train one on synthetic marks over your images."""
+    """Mark detectors for `wmprobe scan`: train one on synthetic marks over your images.
+
+    Example:
+
+        wmprobe detector train --images ../shared/data/caltech-101 --out my_detector.pt
+    """
 
 
 @detector.command("train")
