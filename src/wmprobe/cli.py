@@ -432,7 +432,8 @@ def report(run_dir, out, top_k, screenshot) -> None:
 @click.option(
     "--scenarios",
     default=None,
-    help="Comma-separated scenarios (default: the preset's; see `wmprobe scenarios`).",
+    help="Comma-separated scenarios (default: the preset's): presets, FILE.toml spec files, "
+    "folder:PATH probe folders, as for `wmprobe audit` (see `wmprobe scenarios`).",
 )
 @click.option(
     "--downstream",

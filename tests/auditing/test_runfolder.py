@@ -308,3 +308,11 @@ def test_a_full_disk_at_the_end_keeps_the_cache(images, tmp_path, monkeypatch):
     assert again.exit_code == 0, again.output
     assert counting.FRAMES["n"] - start == computed  # the rerun computed no activation
     assert runfolder.is_finished(out)
+
+
+def test_a_mitigation_folder_written_before_run_json_had_a_kind_is_one(tmp_path):
+    (tmp_path / "table.csv").write_text("fraction,accuracy\n0,0.9\n")
+    (tmp_path / "run.json").write_text(json.dumps({"model": "m"}))
+    assert runfolder.kind_of(tmp_path) == "mitigation"
+    (tmp_path / "table.csv").unlink()
+    assert runfolder.kind_of(tmp_path) == "unfinished"
