@@ -527,7 +527,8 @@ def explain(run_dir, units, methods, images, out, ig_steps, device) -> None:
 @click.option(
     "--scenarios",
     default=None,
-    help="Comma-separated scenarios (default: the preset's; see `wmprobe scenarios`).",
+    help="Comma-separated scenarios (default: the preset's): presets, FILE.toml spec files, "
+    "folder:PATH probe folders, as for `wmprobe audit` (see `wmprobe scenarios`).",
 )
 @click.option(
     "--downstream",

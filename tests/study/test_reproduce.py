@@ -114,7 +114,7 @@ def test_mitigation_hook_skips_with_a_reason_or_calls_the_step(tmp_path, monkeyp
 @pytest.mark.slow
 def test_reproduce_and_report_commands(images, tmp_path):
     out = tmp_path / "cli"
-    argv = ["reproduce", "--images", str(images), "--models", "tiny_test_net,no_such_net"]
+    argv = ["reproduce", "--images", str(images), "--models", "tiny_imagenet_net,no_such_net"]
     argv += ["--limit", "6", "--out", str(out), "--workers", "0", "--quiet", "--scenarios", "latin"]
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output
@@ -136,7 +136,16 @@ def test_report_of_an_empty_folder_is_a_clean_message(tmp_path):
 
 def test_audit_command_records_its_command_line(image_dir, tmp_path):
     argv = ["audit", "--images", str(image_dir), "--out", str(tmp_path), "--model"]
-    argv += ["tiny_test_net", "--scenarios", "latin", "--limit", "3", "--workers", "0", "--quiet"]
+    argv += [
+        "tiny_imagenet_net",
+        "--scenarios",
+        "latin",
+        "--limit",
+        "3",
+        "--workers",
+        "0",
+        "--quiet",
+    ]
     assert CliRunner().invoke(main, argv).exit_code == 0
     command = json.loads((tmp_path / "run.json").read_text())["command"]
     assert command.startswith("wmprobe audit --images ") and "--scenarios latin" in command
@@ -159,7 +168,7 @@ def test_reproduce_runs_the_mitigation_sweep_with_a_downstream_folder(
     reproduce(
         images,
         out,
-        models=["tiny_test_net"],
+        models=["tiny_imagenet_net"],
         scenarios=["chinese"],
         downstream=downstream,
         num_workers=0,
@@ -168,6 +177,6 @@ def test_reproduce_runs_the_mitigation_sweep_with_a_downstream_folder(
     )
     manifest = json.loads((out / "study.json").read_text())
     assert manifest["mitigation"]["status"] == "done"
-    rows = manifest["mitigation"]["models"]["tiny_test_net"]["table"]
+    rows = manifest["mitigation"]["models"]["tiny_imagenet_net"]["table"]
     assert [r["fraction"] for r in rows] == [0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.25, 0.5]
-    assert (out / "mitigation" / "tiny_test_net" / "table.csv").is_file()
+    assert (out / "mitigation" / "tiny_imagenet_net" / "table.csv").is_file()
