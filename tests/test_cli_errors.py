@@ -33,6 +33,11 @@ BAD_ARGUMENTS: dict[str, list[tuple]] = {
          "Unknown device 'tpu'"),
     ],
     "report": [(["report", "{tmp}/nothing"], "does not exist")],
+    "explain": [
+        (["explain", "{tmp}/nothing"], "not a complete audit run folder"),
+        (["explain", "{tmp}/nothing", "--method", "saliency"], "`method`"),
+        (["explain", "{tmp}/nothing", "--units", "top:x"], "`units`"),
+    ],
     "reproduce": [
         (["reproduce", "--preset", "nope", "--images", "{images}", "--out", "{out}"],
          "Unknown preset 'nope'"),
@@ -53,6 +58,15 @@ BAD_ARGUMENTS: dict[str, list[tuple]] = {
         ([*MITIGATE, "--export-fraction", "0.7"], "export fraction 0.7"),
         ([*MITIGATE, "--paper-training", "--lr", "-1"], "`lr` > 0"),
         ([*MITIGATE, "--test-fraction", "1.5", "--limit", "4"], "`test_fraction`"),
+    ],
+    "scan": [
+        (["scan", "--images", "{tmp}/nothing", "--out", "{out}"], "does not exist"),
+        (["scan", "--images", "{images}", "--out", "{out}", "--labels", "{tmp}/no.csv"],
+         "no.csv"),
+    ],
+    "detector": [
+        (["detector", "train", "--images", "{tmp}/nothing", "--out", "{tmp}/d.pt"],
+         "does not exist"),
     ],
 }  # fmt: skip
 

@@ -92,6 +92,13 @@ def check_figure_csvs_match_tables(root: Path, figures_dir: Path) -> list[str]:
             for c in ("clean", "probe", "change", "d"):
                 assert (merged[c] == merged[f"{c}_t"]).all(), c
             assert data["text_matches"].all()
+        elif key.startswith("where_"):  # explain's overlays: the rows of localization.parquet
+            model = next(m for m in runs if key.startswith(f"where_{m}_"))
+            rows = pd.read_parquet(runs[model] / "explain" / "localization.parquet")
+            merged = data.merge(rows, on=["scenario", "layer", "unit", "method", "image_id"])
+            assert len(merged) == len(data) > 0
+            for c in ("mass", "clean_mass", "chance", "box_left", "box_top"):
+                assert np.allclose(merged[f"{c}_x"], merged[f"{c}_y"], equal_nan=True), c
         elif key.startswith("sheet_"):
             assert data["text"].astype(str).str.len().gt(0).all() and data["image_id"].is_unique
         else:

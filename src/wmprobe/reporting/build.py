@@ -27,6 +27,7 @@ from wmprobe.extraction.cache import slug
 from wmprobe.probes.images import scan_folder
 from wmprobe.reporting import figures, sheets
 from wmprobe.reporting.html import Section, esc, figure_html, image_bytes, page_html, table_html
+from wmprobe.reporting.localization import localization_section
 from wmprobe.study import analysis
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,7 @@ def build_report(
     sections.append(
         Section("units", "Most sensitive units", _units_body(study, w, units_per_layer))
     )
+    sections.append(localization_section(study, w))
     sections.append(Section("provenance", "How this was made", _provenance(study, command)))
     intro = (
         f"<p>{len(study.runs)} model(s) audited: {esc(', '.join(study.models))}"

@@ -114,6 +114,23 @@ def mitigation_step(
     return {"status": "skipped", "reason": reason}
 
 
+def explain_step(
+    out: Path, models: Sequence[str], device: str, say: Callable[[str], None]
+) -> dict[str, str]:
+    """``wmprobe explain`` on each model's run folder; per model ``done`` or the error."""
+    from wmprobe.attribution import explain
+
+    status = {}
+    for model in models:
+        try:
+            explain(runfolder.model_folder(out, model), device=device, progress=say)
+            status[model] = "done"
+        except WmprobeError as exc:
+            say(f"{model}: explain failed: {exc}")
+            status[model] = f"{type(exc).__name__}: {exc}"
+    return status
+
+
 def reproduce(
     images: str | Path,
     out: str | Path,
@@ -131,12 +148,14 @@ def reproduce(
     progress: bool = True,
     command: str = "",
     report: bool = True,
+    explain: bool = False,
     say: Callable[[str], None] | None = None,
     engine: Engine | None = None,
 ) -> StudyResult:
     """Run the whole study: sheets, one audit per model (resumable), report, mitigation hook.
 
-    ``report=False`` leaves the report for a later ``wmprobe report OUT``. ``models`` and
+    ``report=False`` leaves the report for a later ``wmprobe report OUT``. ``explain=True`` runs
+    :func:`wmprobe.explain` (its defaults) on every audited model before the report. ``models`` and
     ``scenarios`` default to the preset's (for ``paper``: its 20 models and four scripts);
     ``scenarios`` takes whatever ``wmprobe audit --scenarios`` takes (presets with modifiers,
     spec files, probe folders). The models go through :func:`wmprobe.auditing.many.audit_many`;
@@ -219,6 +238,9 @@ def reproduce(
         out, Path(downstream) if downstream is not None else None, done, say
     )
     save_manifest()
+    if explain and done:
+        manifest["explain"] = explain_step(out, done, device, say)
+        save_manifest()
     if not done:
         reasons = "; ".join(f"{m}: {s.reason}" for m, s in result.statuses.items())
         raise WmprobeError(f"None of the {len(models)} model(s) could be audited ({reasons}).")
