@@ -887,7 +887,13 @@ def scan(
 
 @main.group()
 def detector() -> None:
-    """Mark detectors for `wmprobe scan`: train one on synthetic marks over your images."""
+    """Mark detectors for `wmprobe scan`: train one on synthetic marks over your images.
+
+    Example:
+
+        wmprobe detector train --images photos/ --out det.pt && wmprobe scan --images photos/
+        --out SCAN --detector det.pt
+    """
 
 
 @detector.command("train")
