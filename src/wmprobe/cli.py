@@ -1045,7 +1045,8 @@ def detector() -> None:
 
     Example:
 
-        wmprobe detector train --images ../shared/data/caltech-101 --out my_detector.pt
+        wmprobe detector train --images photos/ --out det.pt && wmprobe scan --images photos/
+        --out SCAN --detector det.pt
     """
 
 
