@@ -59,6 +59,15 @@ BAD_ARGUMENTS: dict[str, list[tuple]] = {
         ([*MITIGATE, "--paper-training", "--lr", "-1"], "`lr` > 0"),
         ([*MITIGATE, "--test-fraction", "1.5", "--limit", "4"], "`test_fraction`"),
     ],
+    "scan": [
+        (["scan", "--images", "{tmp}/nothing", "--out", "{out}"], "does not exist"),
+        (["scan", "--images", "{images}", "--out", "{out}", "--labels", "{tmp}/no.csv"],
+         "no.csv"),
+    ],
+    "detector": [
+        (["detector", "train", "--images", "{tmp}/nothing", "--out", "{tmp}/d.pt"],
+         "does not exist"),
+    ],
 }  # fmt: skip
 
 TAKES_NO_BAD_ARGUMENT = {

@@ -1,12 +1,12 @@
 """wmprobe: does a vision model detect watermarks instead of objects? Measure it, then remove it.
 
 The top level holds the verbs (``audit``, ``explain``, ``generate``, ``mitigate``,
-``reproduce``, ``report``), their result types, ``WmprobeError`` and ``__version__``; everything
-else is imported from its stage's subpackage (``wmprobe.probes``, ``wmprobe.models``,
+``reproduce``, ``report``, ``scan``), their result types, ``WmprobeError`` and ``__version__``;
+everything else is imported from its stage's subpackage (``wmprobe.probes``, ``wmprobe.models``,
 ``wmprobe.extraction``, ``wmprobe.stats``, ``wmprobe.auditing``, ``wmprobe.study``,
-``wmprobe.reporting``, ``wmprobe.mitigation``, ``wmprobe.attribution``), shared names from
-``wmprobe.constants`` and errors from ``wmprobe.errors``. Names load on first use, so
-``import wmprobe`` imports no torch.
+``wmprobe.reporting``, ``wmprobe.mitigation``, ``wmprobe.scanning``, ``wmprobe.attribution``),
+shared names from ``wmprobe.constants`` and errors from ``wmprobe.errors``. Names load on first
+use, so ``import wmprobe`` imports no torch.
 
 Example:
     >>> import wmprobe
@@ -41,6 +41,9 @@ _LAZY = {
     "StudyResult": "wmprobe.study.reproduce",
     "report": "wmprobe.reporting.build",
     "Report": "wmprobe.reporting.build",
+    "scan": "wmprobe.scanning.run",
+    "ScanResult": "wmprobe.scanning.run",
+    "load_detector": "wmprobe.scanning.detector",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -50,6 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from wmprobe.probes.generate import GeneratedSet, generate
     from wmprobe.reporting.build import Report
     from wmprobe.reporting.build import build_report as report
+    from wmprobe.scanning.detector import load_detector
+    from wmprobe.scanning.run import ScanResult, scan
     from wmprobe.study.reproduce import StudyResult, reproduce
 
 __all__ = [
@@ -58,15 +63,18 @@ __all__ = [
     "GeneratedSet",
     "MitigationRun",
     "Report",
+    "ScanResult",
     "StudyResult",
     "WmprobeError",
     "__version__",
     "audit",
     "explain",
     "generate",
+    "load_detector",
     "mitigate",
     "report",
     "reproduce",
+    "scan",
 ]
 
 

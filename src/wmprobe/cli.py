@@ -229,6 +229,12 @@ def main() -> None:
     help="torch intra-op threads during extraction (default: torch's).",
 )
 @ENGINE_OPTIONS
+@click.option(
+    "--check-baseline",
+    is_flag=True,
+    help="First scan the baseline images for marks (wmprobe scan, packaged detector); the "
+    "summary lists those flagged.",
+)
 @QUIET_OPTION
 @_friendly
 def audit(
@@ -256,6 +262,7 @@ def audit(
     threads,
     engine,
     ray_address,
+    check_baseline,
     quiet,
 ) -> None:
     """Measure how well each unit of a model tells clean from watermarked images.
@@ -338,18 +345,31 @@ def audit(
         pretrained=not random_weights,
         allow_download=download_weights,
     )
+    baseline_lines = _check_baseline(images, out, limit, keep_watermarked) if check_baseline else []
+    for line in baseline_lines if len(names) > 1 else []:
+        click.echo(line)
     if len(names) == 1:
         image_set = scan_folder(images, keep_watermarked=keep_watermarked, limit=limit)
         runfolder.begin(out, command=command)  # after the checks of the request and the images
         result = run_audit(image_set, model=names[0], **common, **options)
         result.config["command"] = command
+        if baseline_lines:
+            result.config["baseline_check"] = baseline_lines
         paths = result.save(out)
         show(names[0], result)
         click.echo(f"\nwrote {', '.join(str(p) for p in paths.values())}")
         skipped = {}
     else:
         statuses = audit_many(
-            images, out, names, command=command, say=click.echo, on_result=show, **common, **options
+            images,
+            out,
+            names,
+            command=command,
+            manifest={"baseline_check": baseline_lines} if baseline_lines else None,
+            say=click.echo,
+            on_result=show,
+            **common,
+            **options,
         )
         click.echo(
             f"\nwrote {out / runfolder.STUDY_JSON} and {out / runfolder.MODELS_DIR}/<model>/"
@@ -366,6 +386,16 @@ def audit(
             f"{len(skipped)} of the {len(names)} models were skipped ({reasons}); the others are "
             f"in {out / runfolder.MODELS_DIR}."
         )
+
+
+def _check_baseline(images: Path, out: Path, limit, keep_watermarked) -> list[str]:
+    """``audit --check-baseline``: scan the audit's own images into OUT/baseline_scan."""
+    from wmprobe.probes.images import scan_folder
+    from wmprobe.scanning.baseline import check_baseline
+
+    records = scan_folder(images, keep_watermarked=keep_watermarked, limit=limit).records
+    check = check_baseline(images, out / "baseline_scan", paths=[str(r.path) for r in records])
+    return check.lines()
 
 
 @main.command()
@@ -904,6 +934,205 @@ def mitigate(**kw) -> None:
     paths = run.save(out)
     click.echo(run.summary())
     click.echo(f"\nwrote {out} ({', '.join(sorted(p.name for p in paths.values()))})")
+
+
+@main.command()
+@IMAGES_OPTION
+@click.option("--out", type=click.Path(path_type=Path), help="Scan folder to write (resumable).")
+@click.option(
+    "--detector",
+    default=None,
+    help="A detector file from `wmprobe detector train`, or a packaged one: default (a map "
+    "head on efficientnet_lite0), linear_probe, units.",
+)
+@click.option("--model", default=None, help="Use the packaged detector for this model.")
+@click.option(
+    "--top",
+    default=48,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Contact sheet and page size.",
+)
+@click.option(
+    "--fpr",
+    default=0.01,
+    show_default=True,
+    type=float,
+    help="False-positive rate on held-out clean images that sets the threshold.",
+)
+@click.option(
+    "--labels",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="CSV file,label[,family] to evaluate against.",
+)
+@click.option(
+    "--train",
+    "train_first",
+    is_flag=True,
+    help="Train a detector on --images first (saved in --out/detector.pt) and scan with it.",
+)
+@LIMIT_OPTION
+@DEVICE_OPTION
+@BATCH_SIZE_OPTION
+@QUIET_OPTION
+@_friendly
+def scan(
+    images, out, detector, model, top, fpr, labels, train_first, limit, device, batch_size, quiet
+) -> None:
+    """Rank every image of a folder by how likely it carries an overlaid mark.
+
+    Writes scores.parquet and scores.csv (image_id, path, score, rank, flagged, region, family),
+    flagged.txt, skipped.csv, contact_sheet.png, index.html and scan.json to --out; with --labels
+    also evaluation.json. A killed scan resumes from its cache with identical scores.
+
+    Example:
+
+        wmprobe scan --images ../shared/data/caltech-101 --out SCAN --top 48 --fpr 0.01
+        --labels ../shared/data/caltech-101-overlays.csv
+    """
+    from wmprobe.scanning.evaluation import format_evaluation
+    from wmprobe.scanning.make_detector import train_detector
+    from wmprobe.scanning.run import scan as run_scan
+
+    if out is None:
+        raise click.UsageError("Missing option '--out'.")
+    if model is not None and detector is not None:
+        raise click.UsageError("--model and --detector contradict each other; give one.")
+    if model is not None and model != "efficientnet_lite0":
+        raise WmprobeError(
+            f"No packaged detector for {model!r}; train one with `wmprobe detector train "
+            f"--model {model} --images DIR --out FILE.pt` and pass --detector FILE.pt."
+        )
+    if train_first:
+        if detector is not None:
+            raise click.UsageError("--train and --detector contradict each other; give one.")
+        detector = str(Path(out) / "detector.pt")
+        if not Path(detector).is_file():
+            train_detector(
+                images, detector, exclude=labels, command=_command_line(), progress=not quiet
+            )
+    result = run_scan(
+        images,
+        out,
+        detector=detector,
+        top=top,
+        fpr=fpr,
+        batch_size=batch_size,
+        device=device,
+        labels=labels,
+        limit=limit,
+        progress=not quiet,
+    )
+    n_flag = int(result.table["flagged"].sum())
+    click.echo(
+        f"scored {len(result.table):,} images ({len(result.skipped):,} unreadable); threshold "
+        f"{result.threshold:.4f} (false-positive rate {fpr:g} on "
+        f"{len(result.detector.calibration)} "
+        f"held-out clean images) flags {n_flag:,}"
+    )
+    if result.evaluation is not None:
+        click.echo(format_evaluation(result.evaluation))
+    click.echo(
+        f"wrote {out} (scores.parquet, scores.csv, flagged.txt, contact_sheet.png, index.html)"
+    )
+
+
+@main.group()
+def detector() -> None:
+    """Mark detectors for `wmprobe scan`: train one on synthetic marks over your images.
+
+    Example:
+
+        wmprobe detector train --images ../shared/data/caltech-101 --out my_detector.pt
+    """
+
+
+@detector.command("train")
+@IMAGES_OPTION
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Detector file to write (.pt, with a .json beside).",
+)
+@click.option(
+    "--kind", default="map", show_default=True, type=click.Choice(["map", "linear", "units"])
+)
+@click.option("--model", default="efficientnet_lite0", show_default=True)
+@click.option("--layer", default=None, help="Layer the detector reads (map default: _blocks.10).")
+@click.option(
+    "--input-size",
+    default=None,
+    type=click.IntRange(min=32),
+    help="Square input size (map default: 320).",
+)
+@click.option(
+    "--backgrounds",
+    default=1200,
+    show_default=True,
+    type=click.IntRange(min=16),
+    help="Clean images to draw marks on.",
+)
+@click.option(
+    "--exclude",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Label CSV whose files are never used for training.",
+)
+@click.option("--epochs", default=12, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--cache",
+    "cache_dir",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Feature cache folder.",
+)
+@DEVICE_OPTION
+@QUIET_OPTION
+@_friendly
+def detector_train(
+    images,
+    out,
+    kind,
+    model,
+    layer,
+    input_size,
+    backgrounds,
+    exclude,
+    epochs,
+    seed,
+    cache_dir,
+    device,
+    quiet,
+) -> None:
+    """Train a mark detector on synthetic marks drawn over images of a folder; calibrate it.
+
+    Example:
+
+        wmprobe detector train --images ../shared/data/caltech-101 --out det.pt
+        --exclude ../shared/data/caltech-101-overlays.csv
+    """
+    from wmprobe.scanning.make_detector import train_detector
+
+    det = train_detector(
+        images,
+        out,
+        kind=kind,
+        model=model,
+        layer=layer,
+        input_size=input_size,
+        backgrounds=backgrounds,
+        exclude=exclude,
+        epochs=epochs,
+        seed=seed,
+        cache_dir=cache_dir,
+        device=device,
+        command=_command_line(),
+        progress=not quiet,
+    )
+    click.echo(f"trained a {det.kind} detector in {det.info['train_seconds']} s; wrote {out}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -143,6 +143,7 @@ def test_gpu_and_cpu_runs_do_not_share_entries(tmp_path, records):
             reduction="mean",
             dtype="float32",
             jpeg_quality=None,
+            batch_size=16,
         )
         keys[name] = {k: e.key for k, e in entries.items()}
     for k, key in keys["cuda"].items():

@@ -45,5 +45,7 @@ def format_summary(result: AuditResult, top_k: int = 5) -> str:
                 f"  {r.scenario}: clean {r.acc_clean:.1f}, probe {r.acc_probe:.1f}, "
                 f"in_w_gap {r.in_w_gap:+.1f}{carton}; flips to {r.top_flips or 'none'}"
             )
+    if result.config.get("baseline_check"):  # wmprobe audit --check-baseline
+        lines += ["", *result.config["baseline_check"]]
     lines += ["", f"took {result.seconds:.1f} s"]
     return "\n".join(lines)

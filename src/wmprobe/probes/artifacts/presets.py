@@ -7,6 +7,8 @@ from wmprobe.errors import UnknownScenarioError
 from wmprobe.probes.artifacts.base import Artifact, NullArtifact
 from wmprobe.probes.artifacts.charsets import CHARSETS
 from wmprobe.probes.artifacts.imagenet_w import ImageNetWArtifact
+from wmprobe.probes.artifacts.marks import MARK_FAMILIES, MarkArtifact
+from wmprobe.probes.artifacts.scene import SCENE_KINDS, SceneArtifact
 from wmprobe.probes.artifacts.text import TextArtifact
 
 #: The paper's four scenarios, in its order.
@@ -26,6 +28,8 @@ PRESETS: dict[str, Artifact] = {
         "imagenet-w package (optional extra)"
     ),
     "null": NullArtifact(),
+    **{name: MarkArtifact(name) for name in MARK_FAMILIES},  # the scan's mark families
+    **{name: SceneArtifact(name) for name in SCENE_KINDS},  # its hard negatives (no overlay)
 }
 """Every named artifact. The paper's four: 7 symbols, 30 px, white, opaque, fully visible."""
 
