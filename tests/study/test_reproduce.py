@@ -34,7 +34,7 @@ def test_paper_preset_lists_the_papers_twenty_models():
 def test_study_audits_skips_unknown_models_and_reports(study):
     statuses = {m: s.status for m, s in study.statuses.items()}
     assert statuses == {
-        "tiny_test_net": "audited",
+        "tiny_imagenet_net": "audited",
         "no_such_net": "skipped",
         "tiny_test_net_b": "audited",
     }
@@ -47,7 +47,7 @@ def test_study_audits_skips_unknown_models_and_reports(study):
     assert manifest["scenarios"] == ["chinese", "numerals"]
     for scenario in ("chinese", "numerals"):
         assert (study.out / "sheets" / f"{scenario}.png").stat().st_size > 1000
-    run = study.out / "models" / "tiny_test_net"
+    run = study.out / "models" / "tiny_imagenet_net"
     for name in ("units.parquet", "accuracy.csv", "predictions.parquet", "top_images.parquet"):
         assert (run / name).is_file(), name
     html = study.report_html.read_text()
@@ -56,10 +56,10 @@ def test_study_audits_skips_unknown_models_and_reports(study):
 
 @pytest.mark.slow
 def test_a_finished_model_is_not_audited_again(study, images):
-    run_json = study.out / "models" / "tiny_test_net" / "run.json"
+    run_json = study.out / "models" / "tiny_imagenet_net" / "run.json"
     before = run_json.stat().st_mtime_ns
-    again = small_study(images, study.out, models=["tiny_test_net"], report=False)
-    assert again.statuses["tiny_test_net"].status == "resumed"
+    again = small_study(images, study.out, models=["tiny_imagenet_net"], report=False)
+    assert again.statuses["tiny_imagenet_net"].status == "resumed"
     assert run_json.stat().st_mtime_ns == before
 
 
@@ -71,7 +71,10 @@ def test_changed_settings_mean_a_fresh_audit(study, images, tmp_path):
     assert first.statuses["tiny_test_net"].status == "audited"
     second = small_study(images, out, models=["tiny_test_net"], limit=5, report=False)
     assert second.statuses["tiny_test_net"].status == "audited"
-    assert json.loads((out / "models/tiny_test_net/run.json").read_text())["images_used"] == 5
+    run = json.loads((out / "models/tiny_test_net/run.json").read_text())
+    assert run["images_used"] == 5
+    assert "10 outputs" in run["labels_dropped"]  # its outputs are not ImageNet's classes
+    assert not (out / "models/tiny_test_net/accuracy.csv").exists()
 
 
 def test_no_model_audited_is_an_error(images, tmp_path):

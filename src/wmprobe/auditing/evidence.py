@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from wmprobe.constants import CLEAN, LOGITS
 from wmprobe.errors import InvalidArgumentError
-from wmprobe.extraction.activations import CLEAN, Activations
+from wmprobe.extraction.activations import Activations
 from wmprobe.probes.images import ImageRecord
 
 TOP_IMAGES_COLUMNS = [
@@ -45,11 +46,11 @@ def predictions_table(acts: Activations) -> pd.DataFrame | None:
 
     None when the logits were not extracted.
     """
-    if "logits" not in acts.values:
+    if LOGITS not in acts.values:
         return None
     data: dict[str, object] = {"image_id": acts.image_ids, "label": acts.labels.astype(np.int64)}
     for variant in acts.variants:
-        data[f"pred_{variant}"] = acts.get("logits", variant).argmax(axis=1).astype(np.int64)
+        data[f"pred_{variant}"] = acts.get(LOGITS, variant).argmax(axis=1).astype(np.int64)
     return pd.DataFrame(data)
 
 

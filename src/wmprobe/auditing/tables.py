@@ -9,8 +9,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from wmprobe.constants import CLEAN, LOGITS
 from wmprobe.errors import InvalidArgumentError
-from wmprobe.extraction.activations import CLEAN, Activations
+from wmprobe.extraction.activations import Activations
 from wmprobe.stats.core import (
     auc,
     bh_qvalues,
@@ -160,7 +161,7 @@ def audit_table(
             # A margin above rounding: identical sides give d = 0.5 up to one ulp.
             t["calibrated"] = t["d"] > t["null_threshold"] + CALIBRATION_MARGIN
             _placebo_columns(t, [controls[scenario, c] for c in placebos.get(scenario, [])])
-            names = list(class_names) if layer == "logits" else [""] * len(t)
+            names = list(class_names) if layer == LOGITS else [""] * len(t)
             t.insert(0, "class_name", names[: len(t)])
             t.insert(0, "scenario", scenario)
             t.insert(0, "layer", layer)
@@ -196,7 +197,7 @@ def class_table(acts: Activations, class_names: Sequence[str]) -> pd.DataFrame:
     frames = []
     for scenario in acts.variants[1:]:
         _, per_class = output_metrics(
-            acts.get("logits", CLEAN), acts.get("logits", scenario), acts.labels, class_names
+            acts.get(LOGITS, CLEAN), acts.get(LOGITS, scenario), acts.labels, class_names
         )
         per_class.insert(0, "scenario", scenario)
         per_class.insert(0, "model", acts.model)
@@ -210,8 +211,8 @@ def output_summary(acts: Activations, class_names: Sequence[str], k: int = 3) ->
     rows = []
     for scenario in acts.variants[1:]:
         m, per_class = output_metrics(
-            acts.get("logits", CLEAN),
-            acts.get("logits", scenario),
+            acts.get(LOGITS, CLEAN),
+            acts.get(LOGITS, scenario),
             acts.labels,
             class_names,
             CARTON_INDEX if len(class_names) > CARTON_INDEX else None,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wmprobe.constants import CLEAN, FEATURES
 from wmprobe.extraction.activations import Activations, extract, require_readable
 from wmprobe.extraction.cache import ActivationCache, default_cache_dir
 from wmprobe.mitigation.downstream import ImageFolderSet, scan_image_folder
@@ -53,7 +54,7 @@ def cached_features(
         records,
         scenarios,
         seed=seed,
-        layers=("features",),
+        layers=(FEATURES,),
         batch_size=batch_size,
         num_workers=num_workers,
         progress=progress,
@@ -172,8 +173,8 @@ def downstream_features(
         classes=image_folder.classes,
         image_ids=acts.image_ids,
         labels=acts.labels,
-        clean=acts.get("features", "clean"),
-        probes={s.name: acts.get("features", s.name) for s in probe_sets},
+        clean=acts.get(FEATURES, CLEAN),
+        probes={s.name: acts.get(FEATURES, s.name) for s in probe_sets},
         skipped=acts.skipped,
         manifest=manifest,
     )
