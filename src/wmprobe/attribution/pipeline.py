@@ -254,7 +254,9 @@ def explain(
             title = f"{model_run.name} {scenario_name} {layer} {int(unit)} {label}"
             fig = overlay_figure(overlay_rows, f"{title}: {method}", captions)
             overlays.append(
-                runfolder.write_file(folder / "overlays", name, lambda p, f=fig: f.savefig(p))
+                runfolder.write_file(
+                    folder / "overlays", name, lambda p, f=fig: f.savefig(p, format="png")
+                )
             )
     table = pd.DataFrame(rows).reindex(columns=LOCALIZATION_COLUMNS)
     summary = join_units(unit_summary(table), model_run.table) if len(table) else table
