@@ -18,6 +18,7 @@ import pytest
 import wmprobe.extraction.cache as cache_module
 from tests import _counting  # noqa: F401 - registers counting_net
 from tests.conftest import REPO
+from wmprobe._util import temporary_name
 from wmprobe.auditing.run import audit
 from wmprobe.extraction.cache import ActivationCache
 
@@ -169,11 +170,25 @@ class _Shutil:
         return self._stop.rmtree if name == "rmtree" else getattr(shutil, name)
 
 
+def _atomic_write(stop: StopAt):
+    """The cache's ``atomic_write`` with its rename as a step (a stop leaves the temporary file,
+    as SIGKILL would)."""
+
+    def write(path, text: str) -> Path:
+        tmp = temporary_name(Path(path))
+        tmp.write_text(text, encoding="utf-8")
+        stop.replace(tmp, path)
+        return Path(path)
+
+    return write
+
+
 def _stopped_run(image_dir, cache, out, at, monkeypatch) -> StopAt:
     stop = StopAt(at)
     with monkeypatch.context() as patch:
         patch.setattr(cache_module, "os", _Os(stop))
         patch.setattr(cache_module, "shutil", _Shutil(stop))
+        patch.setattr(cache_module, "atomic_write", _atomic_write(stop))
         with contextlib.suppress(Killed):
             _audit(image_dir, cache, out)
     return stop
@@ -223,17 +238,24 @@ import wmprobe.extraction.cache as cache_module
 from tests.extraction.test_cache_faults import _audit
 from pathlib import Path
 
+renames = [0]
+def step():
+    renames[0] += 1
+    if renames[0] == {at}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
 class Os:
-    renames = 0
     def __getattr__(self, name):
         return getattr(os, name)
     def replace(self, src, dst):
-        Os.renames += 1
-        if Os.renames == {at}:
-            os.kill(os.getpid(), signal.SIGKILL)
+        step()
         os.replace(src, dst)
 
-cache_module.os = Os()
+def atomic_write(path, text, write=cache_module.atomic_write):
+    step()
+    return write(path, text)
+
+cache_module.os, cache_module.atomic_write = Os(), atomic_write
 _audit(Path({images!r}), Path({cache!r}), Path({out!r}))
 """
 
