@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from wmprobe.errors import OptionalDependencyError, WmprobeError
+from wmprobe.errors import InvalidArgumentError, OptionalDependencyError, WmprobeError
 from wmprobe.extraction.engines.base import Engine, Job, WorkerResources
 from wmprobe.extraction.engines.progress import ChunkProgress
 
@@ -152,7 +152,9 @@ class RayEngine(Engine):
         object_store_memory: int | None = None,
     ):
         if cpus_per_worker < 1:
-            raise ValueError(f"Expected `cpus_per_worker` to be >= 1 but got {cpus_per_worker}")
+            raise InvalidArgumentError(
+                f"Expected argument `cpus_per_worker` to be >= 1 but got {cpus_per_worker}"
+            )
         self.ray = import_ray()
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.cpus_per_worker = cpus_per_worker
