@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from wmprobe.attribution.canonizers import canonizers_for
 from wmprobe.attribution.maps import UnitAttributor
@@ -16,6 +17,7 @@ def test_each_family_gets_its_canonizers():
     assert canonizers_for(tiny)[1].startswith("SequentialMergeBatchNorm")
 
 
+@pytest.mark.slow
 def test_lrp_leaves_the_model_as_it_was():
     lite = load_model("efficientnet_lite0", device="cpu", pretrained=False)
     before = {k: v.clone() for k, v in lite.module.state_dict().items()}

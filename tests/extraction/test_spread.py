@@ -45,6 +45,7 @@ def test_filled_cache_is_exactly_what_the_audits_read(images, tmp_path):
         assert result.activations.frames_computed == 0  # all read from the filled cache
 
 
+@pytest.mark.slow
 def test_reproduce_on_a_remote_engine_gives_the_tables_of_a_plain_run(
     images, tmp_path, monkeypatch
 ):

@@ -13,6 +13,9 @@ from wmprobe.scanning.detector import load_detector
 from wmprobe.scanning.make_detector import train_detector
 from wmprobe.scanning.run import scan
 
+#: Every test here shares a detector trained in a fixture (over 5 s): the whole file is slow.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def planted_detector(planted_folders, tmp_path_factory):
