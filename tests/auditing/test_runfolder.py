@@ -112,6 +112,20 @@ def test_several_models_in_one_audit_then_report(images, tmp_path):
     assert {"units_tiny_imagenet_net", "units_tiny_test_net_b", "sheet_latin"} <= set(checked)
 
 
+def test_a_later_request_with_other_models_reports_only_its_own(images, tmp_path):
+    out = tmp_path / "X"
+    first = ["audit", "--model", "tiny_imagenet_net,tiny_test_net_b", "--images", images]
+    assert _run(*first, "--out", out, "--limit", 3, "--scenarios", "latin", *QUICK).exit_code == 0
+    second = ["audit", "--model", "tiny_imagenet_net,tiny_test_net", "--images", images]
+    assert _run(*second, "--out", out, "--limit", 3, "--scenarios", "latin", *QUICK).exit_code == 0
+    assert runfolder.is_finished(out / "models" / "tiny_test_net_b")  # left by the first request
+    report = _run("report", out)
+    assert report.exit_code == 0, report.output
+    html = (out / "report" / "report.html").read_text()
+    assert "tiny_test_net_b" not in html and "tiny_test_net" in html
+    assert "2 model(s) audited" in html
+
+
 def test_a_model_that_cannot_be_audited_is_skipped_with_the_reason(images, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no torchvision weights here
     out = tmp_path / "X"
