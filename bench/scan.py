@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wmprobe.extraction._cpu import inference_scope
 from wmprobe.scanning.backbone import FeatureTap
 from wmprobe.scanning.detector import load_detector
 from wmprobe.scanning.files import iter_images, read_square
@@ -56,9 +57,10 @@ def throughput(images: Path, names: list[str], n: int, rounds: int, batch_size: 
                 t_scan = time.perf_counter() - t0
                 shutil.rmtree(out)
                 t0 = time.perf_counter()
-                with torch.inference_mode():
+                with torch.inference_mode(), inference_scope() as scope:  # the scan's settings
                     for s in range(0, len(frames), batch_size):
                         tap(frames[s : s + batch_size])
+                        scope.step()
                 t_bare = time.perf_counter() - t0
                 ratios.append(t_bare / t_scan)
                 print(
@@ -83,6 +85,7 @@ from torch import nn
 from wmprobe.models.registry import ModelSpec, register_model
 from wmprobe.scanning.detector import Detector
 from wmprobe.scanning.run import scan
+from wmprobe.extraction._cpu import inference_scope
 from wmprobe.scanning.backbone import FeatureTap
 
 class Tiny(nn.Module):

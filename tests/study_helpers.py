@@ -15,11 +15,20 @@ from wmprobe.study.reproduce import StudyResult, reproduce
 from .conftest import TinyNet
 
 
+def _build_tiny_imagenet(pretrained: bool, allow_download: bool):
+    torch.manual_seed(0)
+    return TinyNet(classes=1000)
+
+
 def _build_tiny_b(pretrained: bool, allow_download: bool):
     torch.manual_seed(1)
-    return TinyNet()
+    return TinyNet(classes=1000)
 
 
+# ImageNet's 1000 outputs (tiny_test_net has 10), so that the labelled images keep their labels.
+register_model(
+    ModelSpec(name="tiny_imagenet_net", build=_build_tiny_imagenet, input_size=64, source="test")
+)
 register_model(ModelSpec(name="tiny_test_net_b", build=_build_tiny_b, input_size=48, source="test"))
 
 
@@ -38,6 +47,6 @@ def labelled_images(root: Path, n: int = 8) -> Path:
 
 def small_study(images: Path, out: Path, **kwargs) -> StudyResult:
     """Two tiny models and one unknown model on the labelled images, quietly."""
-    kwargs.setdefault("models", ["tiny_test_net", "no_such_net", "tiny_test_net_b"])
+    kwargs.setdefault("models", ["tiny_imagenet_net", "no_such_net", "tiny_test_net_b"])
     kwargs.setdefault("scenarios", ["chinese", "numerals"])
     return reproduce(images, out, num_workers=0, progress=False, say=lambda _: None, **kwargs)

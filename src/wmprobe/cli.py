@@ -527,7 +527,8 @@ def explain(run_dir, units, methods, images, out, ig_steps, device) -> None:
 @click.option(
     "--scenarios",
     default=None,
-    help="Comma-separated scenarios (default: the preset's; see `wmprobe scenarios`).",
+    help="Comma-separated scenarios (default: the preset's): presets, FILE.toml spec files, "
+    "folder:PATH probe folders, as for `wmprobe audit` (see `wmprobe scenarios`).",
 )
 @click.option(
     "--downstream",
@@ -1044,7 +1045,8 @@ def detector() -> None:
 
     Example:
 
-        wmprobe detector train --images ../shared/data/caltech-101 --out my_detector.pt
+        wmprobe detector train --images photos/ --out det.pt && wmprobe scan --images photos/
+        --out SCAN --detector det.pt
     """
 
 

@@ -183,8 +183,8 @@ def test_report_shows_where_the_units_look(explained, tmp_path):
     assert 'id="localization"' in html and "Where the units look" in html
     assert html.index('id="units"') < html.index('id="localization"')  # beside the top units
     keys = [k for k in report.figures if k.startswith("where_")]
-    assert "where_planted_test_net_chinese_features_0_gradcam" in keys
-    assert "where_planted_test_net_chinese_features_0_gradcam" in html
+    assert "where_planted_test_net_chinese_features_0_lrp" in keys
+    assert "where_planted_test_net_chinese_features_0_lrp" in html
     only = tmp_path / "where"  # the placebo's sheet has no text, which that check refuses
     only.mkdir()
     for csv in (run / "report" / "figures").glob("where_*.csv"):

@@ -78,7 +78,7 @@ def finished(images, tmp_path_factory):
     """One finished single-model audit (labelled images: accuracy.csv and the evidence)."""
     out = tmp_path_factory.mktemp("finished") / "run"
     cache = out.parent / "cache"
-    argv = ["audit", "--images", images, "--out", out, "--model", "tiny_test_net"]
+    argv = ["audit", "--images", images, "--out", out, "--model", "tiny_imagenet_net"]
     result = _run(*argv, "--scenarios", "latin", "--cache", cache, *QUICK)
     assert result.exit_code == 0, result.output
     return out
@@ -86,14 +86,22 @@ def finished(images, tmp_path_factory):
 
 def test_several_models_in_one_audit_then_report(images, tmp_path):
     out = tmp_path / "X"
-    argv = ["audit", "--model", "tiny_test_net,tiny_test_net_b", "--images", images, "--out", out]
+    argv = [
+        "audit",
+        "--model",
+        "tiny_imagenet_net,tiny_test_net_b",
+        "--images",
+        images,
+        "--out",
+        out,
+    ]
     result = _run(*argv, "--limit", 4, "--scenarios", "chinese,latin", *QUICK)
     assert result.exit_code == 0, result.output
-    for model in ("tiny_test_net", "tiny_test_net_b"):  # the layout reproduce writes
+    for model in ("tiny_imagenet_net", "tiny_test_net_b"):  # the layout reproduce writes
         assert runfolder.is_finished(out / "models" / model), model
     assert not (out / "run.json").exists()
     study = json.loads((out / "study.json").read_text())
-    assert study["models"] == ["tiny_test_net", "tiny_test_net_b"]
+    assert study["models"] == ["tiny_imagenet_net", "tiny_test_net_b"]
     assert {s["status"] for s in study["statuses"].values()} == {"audited"}
     assert study["command"].startswith("wmprobe audit --images")
     report = _run("report", out)
@@ -101,20 +109,34 @@ def test_several_models_in_one_audit_then_report(images, tmp_path):
     html = (out / "report" / "report.html").read_text()
     assert "tiny_test_net_b" in html and "2 model(s) audited" in html
     checked = check_figure_csvs_match_tables(out, out / "report" / "figures")
-    assert {"units_tiny_test_net", "units_tiny_test_net_b", "sheet_latin"} <= set(checked)
+    assert {"units_tiny_imagenet_net", "units_tiny_test_net_b", "sheet_latin"} <= set(checked)
+
+
+def test_a_later_request_with_other_models_reports_only_its_own(images, tmp_path):
+    out = tmp_path / "X"
+    first = ["audit", "--model", "tiny_imagenet_net,tiny_test_net_b", "--images", images]
+    assert _run(*first, "--out", out, "--limit", 3, "--scenarios", "latin", *QUICK).exit_code == 0
+    second = ["audit", "--model", "tiny_imagenet_net,tiny_test_net", "--images", images]
+    assert _run(*second, "--out", out, "--limit", 3, "--scenarios", "latin", *QUICK).exit_code == 0
+    assert runfolder.is_finished(out / "models" / "tiny_test_net_b")  # left by the first request
+    report = _run("report", out)
+    assert report.exit_code == 0, report.output
+    html = (out / "report" / "report.html").read_text()
+    assert "tiny_test_net_b" not in html and "tiny_test_net" in html
+    assert "2 model(s) audited" in html
 
 
 def test_a_model_that_cannot_be_audited_is_skipped_with_the_reason(images, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no torchvision weights here
     out = tmp_path / "X"
-    argv = ["audit", "--model", "tiny_test_net,resnet18", "--images", images, "--out", out]
+    argv = ["audit", "--model", "tiny_imagenet_net,resnet18", "--images", images, "--out", out]
     result = _run(*argv, "--limit", 3, "--scenarios", "latin", *QUICK)
     assert result.exit_code == 1
     assert "1 of the 2 models were skipped" in result.output and "resnet18" in result.output
     study = json.loads((out / "study.json").read_text())
     assert study["statuses"]["resnet18"]["status"] == "skipped"
     assert "not available offline" in study["statuses"]["resnet18"]["reason"]
-    assert runfolder.is_finished(out / "models" / "tiny_test_net")
+    assert runfolder.is_finished(out / "models" / "tiny_imagenet_net")
     report = _run("report", out)
     assert report.exit_code == 0 and "resnet18" in (out / "report/report.html").read_text()
 
@@ -124,7 +146,7 @@ def test_a_spec_file_through_audit_report_reproduce_and_mitigate(
 ):
     names = ["url", "dose@opacity=0.5", "dose@opacity=1"]
     audit = tmp_path / "A"
-    argv = ["audit", "--images", images, "--out", audit, "--model", "tiny_test_net"]
+    argv = ["audit", "--images", images, "--out", audit, "--model", "tiny_imagenet_net"]
     result = _run(*argv, "--scenarios", spec_file, "--limit", 6, *QUICK)
     assert result.exit_code == 0, result.output
     config = runfolder.read_run_json(audit)
@@ -133,16 +155,16 @@ def test_a_spec_file_through_audit_report_reproduce_and_mitigate(
     assert report.exit_code == 0, report.output
     assert "differs from the audited one" not in report.output
     checked = check_figure_csvs_match_tables(audit, audit / "report" / "figures")
-    assert {"sheet_url", "sheet_dose@opacity=0.5", "units_tiny_test_net"} <= set(checked)
+    assert {"sheet_url", "sheet_dose@opacity=0.5", "units_tiny_imagenet_net"} <= set(checked)
     sheet = pd.read_csv(audit / "report" / "figures" / "sheet_url.csv")
     assert set(sheet["text"]) == {"www.stock-images.example"}
 
     study = tmp_path / "S"
-    argv = ["reproduce", "--images", images, "--models", "tiny_test_net", "--out", study]
+    argv = ["reproduce", "--images", images, "--models", "tiny_imagenet_net", "--out", study]
     result = _run(*argv, "--scenarios", spec_file, "--limit", 6, *QUICK)
     assert result.exit_code == 0, result.output
     assert (study / "sheets" / "url.png").is_file()
-    assert runfolder.read_run_json(study / "models" / "tiny_test_net")["scenarios"] == names
+    assert runfolder.read_run_json(study / "models" / "tiny_imagenet_net")["scenarios"] == names
     assert (study / "report" / "report.html").is_file()
     again = _run(*argv, "--scenarios", spec_file, "--limit", 6, *QUICK)  # resumes
     assert again.exit_code == 0 and "not audited again" in again.output
@@ -153,7 +175,15 @@ def test_a_spec_file_through_audit_report_reproduce_and_mitigate(
     assert redo.exit_code == 0 and "its scenario_specs was" in redo.output
 
     mit = tmp_path / "M"
-    argv = ["mitigate", "--model", "tiny_test_net", "--images", images, "--downstream", downstream]
+    argv = [
+        "mitigate",
+        "--model",
+        "tiny_imagenet_net",
+        "--images",
+        images,
+        "--downstream",
+        downstream,
+    ]
     argv += ["--scenario", spec_file, "--fractions", "0,0.5", "--limit", 6, "--out", mit]
     result = _run(*argv, *QUICK)
     assert result.exit_code == 0, result.output
@@ -177,8 +207,8 @@ def test_an_unfinished_folder_says_how_to_resume(images, tmp_path, monkeypatch):
     monkeypatch.setattr(wmprobe.auditing.run, "audit", interrupted)
     monkeypatch.setattr(wmprobe.auditing.many, "audit", interrupted)
     cases = (
-        ("tiny_test_net", tmp_path / "one"),
-        ("tiny_test_net,tiny_test_net_b", tmp_path / "two"),
+        ("tiny_imagenet_net", tmp_path / "one"),
+        ("tiny_imagenet_net,tiny_test_net_b", tmp_path / "two"),
     )
     for models, out in cases:
         argv = ["audit", "--images", images, "--out", out, "--model", models, *QUICK]
@@ -196,7 +226,7 @@ def test_a_rerun_leaves_nothing_of_the_earlier_run(finished, image_dir, tmp_path
     (out / "my_notes.txt").write_text("mine")  # not wmprobe's: kept
     (out / ".units.csv.4242.tmp").write_text("half")  # an interrupted write of units.csv
     assert _run("report", out).exit_code == 0
-    argv = ["audit", "--images", image_dir, "--out", out, "--model", "tiny_test_net"]
+    argv = ["audit", "--images", image_dir, "--out", out, "--model", "tiny_imagenet_net"]
     result = _run(*argv, "--scenarios", "latin", "--limit", 3, *QUICK)  # unlabelled images
     assert result.exit_code == 0, result.output
     assert not (out / "accuracy.csv").exists()
@@ -212,7 +242,7 @@ def test_report_passes_over_unreadable_images(images, tmp_path):
     shutil.copytree(images, folder)
     first = sorted(folder.iterdir())[0]
     out = tmp_path / "run"
-    argv = ["audit", "--images", folder, "--out", out, "--model", "tiny_test_net"]
+    argv = ["audit", "--images", folder, "--out", out, "--model", "tiny_imagenet_net"]
     assert _run(*argv, "--scenarios", "latin", *QUICK).exit_code == 0
     first.write_bytes(b"not an image any more")  # unreadable after the audit, too
     report = _run("report", out)
@@ -247,7 +277,7 @@ def test_damaged_outputs_give_one_clear_line(finished, tmp_path, how):
 
 def test_an_unwritable_out_fails_before_any_work(images, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    base = ["audit", "--images", images, "--model", "tiny_test_net", "--cache", cache, *QUICK]
+    base = ["audit", "--images", images, "--model", "tiny_imagenet_net", "--cache", cache, *QUICK]
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     for out, message in ((a_file, "is a file"), (a_file / "sub", "is a file")):
@@ -292,3 +322,11 @@ def test_a_full_disk_at_the_end_keeps_the_cache(images, tmp_path, monkeypatch):
     assert again.exit_code == 0, again.output
     assert counting.FRAMES["n"] - start == computed  # the rerun computed no activation
     assert runfolder.is_finished(out)
+
+
+def test_a_mitigation_folder_written_before_run_json_had_a_kind_is_one(tmp_path):
+    (tmp_path / "table.csv").write_text("fraction,accuracy\n0,0.9\n")
+    (tmp_path / "run.json").write_text(json.dumps({"model": "m"}))
+    assert runfolder.kind_of(tmp_path) == "mitigation"
+    (tmp_path / "table.csv").unlink()
+    assert runfolder.kind_of(tmp_path) == "unfinished"

@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,8 @@ import pytest
 
 import wmprobe.extraction.cache as cache_module
 from tests import _counting  # noqa: F401 - registers counting_net
+from tests.conftest import REPO
+from wmprobe._util import temporary_name
 from wmprobe.auditing.run import audit
 from wmprobe.extraction.cache import ActivationCache
 
@@ -166,11 +170,25 @@ class _Shutil:
         return self._stop.rmtree if name == "rmtree" else getattr(shutil, name)
 
 
+def _atomic_write(stop: StopAt):
+    """The cache's ``atomic_write`` with its rename as a step (a stop leaves the temporary file,
+    as SIGKILL would)."""
+
+    def write(path, text: str) -> Path:
+        tmp = temporary_name(Path(path))
+        tmp.write_text(text, encoding="utf-8")
+        stop.replace(tmp, path)
+        return Path(path)
+
+    return write
+
+
 def _stopped_run(image_dir, cache, out, at, monkeypatch) -> StopAt:
     stop = StopAt(at)
     with monkeypatch.context() as patch:
         patch.setattr(cache_module, "os", _Os(stop))
         patch.setattr(cache_module, "shutil", _Shutil(stop))
+        patch.setattr(cache_module, "atomic_write", _atomic_write(stop))
         with contextlib.suppress(Killed):
             _audit(image_dir, cache, out)
     return stop
@@ -210,3 +228,54 @@ def test_damage_in_an_unfinished_entry_is_found_before_it_is_resumed(
     err = capfd.readouterr().err
     assert f"the cache entry {flipped} is damaged (the values of images 0-1" in err
     assert f"the cache entry {cut} is damaged (chunks/000000.json is unreadable" in err
+
+
+#: In a child process: the audit of `_audit`, SIGKILLed by the kernel at rename number KILL_AT.
+KILLED_CHILD = """
+import os, signal, sys
+sys.path[:0] = [{src!r}, {repo!r}]
+import wmprobe.extraction.cache as cache_module
+from tests.extraction.test_cache_faults import _audit
+from pathlib import Path
+
+renames = [0]
+def step():
+    renames[0] += 1
+    if renames[0] == {at}:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+class Os:
+    def __getattr__(self, name):
+        return getattr(os, name)
+    def replace(self, src, dst):
+        step()
+        os.replace(src, dst)
+
+def atomic_write(path, text, write=cache_module.atomic_write):
+    step()
+    return write(path, text)
+
+cache_module.os, cache_module.atomic_write = Os(), atomic_write
+_audit(Path({images!r}), Path({cache!r}), Path({out!r}))
+"""
+
+
+@pytest.mark.slow
+def test_a_sigkill_right_after_values_npy_is_renamed_into_place_resumes(
+    clean, image_dir, tmp_path, capfd
+):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    # renames 1-4: the four entries' first manifests; 5: the first values.npy; 6: its manifest
+    script = KILLED_CHILD.format(
+        src=str(REPO / "src"), repo=str(REPO), at=6, images=str(image_dir), cache=str(cache),
+        out=str(out),
+    )  # fmt: skip
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert child.returncode == -9, child.stderr
+    values = list(cache.glob("activations/*/*/*/*/values.npy"))
+    assert len(values) == 1
+    manifest = json.loads((values[0].parent / "manifest.json").read_text())
+    assert manifest["n_units"] is None  # the state that blocked the entry for good before
+    capfd.readouterr()
+    assert _audit(image_dir, cache, out) == clean
+    assert "damaged" not in capfd.readouterr().err

@@ -21,17 +21,19 @@ def _node(node_id: str, cpus: float, gpus: float = 0) -> dict:
 
 
 def test_the_pool_never_takes_every_cpu_of_a_node_but_a_one_cpu_node_works():
-    slots = plan_pool([_node("a", 1), _node("b", 2), _node("c", 8)])
-    per_node = {n: sum(1 for node, _ in slots if node == n) for n in "abc"}
-    assert per_node == {"a": 1, "b": 1, "c": 7}
+    slots = plan_pool([_node("a", 1), _node("b", 2), _node("c", 8), _node("g", 8, 1)], gpu=False)
+    per_node = {n: sum(1 for node, _ in slots if node == n) for n in "abcg"}
+    assert per_node == {"a": 1, "b": 1, "c": 7, "g": 7}  # a CPU job uses a GPU node's CPUs
     assert {(r.cpus, r.gpus, r.device, r.loader_workers) for _, r in slots} == {(1, 0, "cpu", 0)}
-    assert len(plan_pool([_node("c", 8)], cpus_per_worker=2)) == 3  # 7 spare CPUs, 2 each
+    assert len(plan_pool([_node("c", 8)], cpus_per_worker=2, gpu=False)) == 3  # 7 spare, 2 each
 
 
-def test_a_gpu_node_gets_one_actor_per_gpu_sharing_its_spare_cpus():
-    slots = plan_pool([_node("g", 16, 2)])
-    assert [(r.cpus, r.gpus, r.device) for _, r in slots] == [(7, 1, "cuda"), (7, 1, "cuda")]
-    assert len(plan_pool([_node("g", 16, 2)], gpu=False)) == 15
+def test_a_gpu_job_gets_one_actor_per_gpu_sharing_the_nodes_spare_cpus():
+    slots = plan_pool([_node("g", 16, 2), _node("c", 8)], gpu=True)
+    assert [(n, r.cpus, r.gpus, r.device) for n, r in slots] == [
+        ("g", 7, 1, "cuda"),
+        ("g", 7, 1, "cuda"),
+    ]  # CPU-only nodes take no part: the job's device (and cache key) is CUDA
 
 
 def test_the_local_engine_runs_setup_once_and_tags_results_with_their_task():

@@ -11,7 +11,7 @@ from wmprobe.extraction.cache import ActivationCache
 from wmprobe.extraction.chunks import ModelRecipe, _load_remote
 from wmprobe.extraction.engines import LocalEngine, WorkerResources
 from wmprobe.extraction.spread import fill_cache
-from wmprobe.models import get_model_spec
+from wmprobe.models import get_model_spec, load_model
 from wmprobe.probes.images import scan_folder
 
 
@@ -57,13 +57,23 @@ def test_reproduce_on_a_remote_engine_gives_the_tables_of_a_plain_run(
     assert {m: s.status for m, s in spread.statuses.items()} == {
         m: s.status for m, s in plain.statuses.items()
     }
-    for model in ("tiny_test_net", "tiny_test_net_b"):
+    audited = [m for m, s in plain.statuses.items() if s.status == "audited"]
+    assert len(audited) == 2
+    for model in audited:
         a = (tmp_path / "plain" / "models" / model / "units.csv").read_bytes()
         b = (tmp_path / "spread" / "models" / model / "units.csv").read_bytes()
         assert a == b
 
 
-def test_a_worker_with_other_weights_stops_with_both_checksums():
-    recipe = ModelRecipe(get_model_spec("tiny_test_net"), pretrained=True, weights="0" * 40)
+def test_a_worker_with_other_weights_or_code_stops_with_both_checksums():
+    spec = get_model_spec("tiny_test_net")
+    recipe = ModelRecipe(spec, pretrained=True, weights="0" * 40)
     with pytest.raises(WmprobeError, match="other weights.*000000000000"):
         _load_remote(recipe, WorkerResources(cpus=1))
+    model = _load_remote(ModelRecipe(spec, True, load_model("tiny_test_net").weights_hash()),
+                         WorkerResources(cpus=1))  # fmt: skip
+    recipe = ModelRecipe(spec, True, model.weights_hash(), "cpu", code="1" * 40)
+    with pytest.raises(WmprobeError, match="code.*differs.*111111111111"):
+        _load_remote(recipe, WorkerResources(cpus=1))
+    with pytest.raises(WmprobeError, match="cpu worker got a cuda job"):
+        _load_remote(ModelRecipe(spec, True, model.weights_hash(), "cuda"), WorkerResources(1))

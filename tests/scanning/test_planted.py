@@ -117,3 +117,21 @@ def test_cli_scan_with_labels(planted_folders, planted_detector, tmp_path):
     bad.write_text("file,label\nsub/t000.png,yes\n")
     result = CliRunner().invoke(main, [*args[:9], "--labels", str(bad), "--device", "cpu"])
     assert result.exit_code == 1 and "unknown label(s) (line 2: 'yes')" in result.output
+
+
+@pytest.mark.slow
+def test_audit_check_baseline_lists_flagged_in_summary(image_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from wmprobe.cli import main
+
+    out = tmp_path / "run"
+    args = ["audit", "--images", str(image_dir), "--out", str(out), "--model", "tiny_test_net"]
+    args += ["--scenarios", "chinese", "--workers", "0", "--quiet", "--limit", "4"]
+    result = CliRunner().invoke(main, [*args, "--check-baseline"])
+    assert result.exit_code == 0, result.output
+    summary = (out / "summary.txt").read_text()
+    assert "baseline check (map detector" in summary and "of 4 baseline images flagged" in summary
+    scanned = pd.read_csv(out / "baseline_scan" / "scores.csv")
+    assert len(scanned) == 4
+    assert summary.count("\n  img_") == int(scanned["flagged"].sum())

@@ -34,7 +34,7 @@ def test_paper_preset_lists_the_papers_twenty_models():
 def test_study_audits_skips_unknown_models_and_reports(study):
     statuses = {m: s.status for m, s in study.statuses.items()}
     assert statuses == {
-        "tiny_test_net": "audited",
+        "tiny_imagenet_net": "audited",
         "no_such_net": "skipped",
         "tiny_test_net_b": "audited",
     }
@@ -47,7 +47,7 @@ def test_study_audits_skips_unknown_models_and_reports(study):
     assert manifest["scenarios"] == ["chinese", "numerals"]
     for scenario in ("chinese", "numerals"):
         assert (study.out / "sheets" / f"{scenario}.png").stat().st_size > 1000
-    run = study.out / "models" / "tiny_test_net"
+    run = study.out / "models" / "tiny_imagenet_net"
     for name in ("units.parquet", "accuracy.csv", "predictions.parquet", "top_images.parquet"):
         assert (run / name).is_file(), name
     html = study.report_html.read_text()
@@ -56,10 +56,10 @@ def test_study_audits_skips_unknown_models_and_reports(study):
 
 @pytest.mark.slow
 def test_a_finished_model_is_not_audited_again(study, images):
-    run_json = study.out / "models" / "tiny_test_net" / "run.json"
+    run_json = study.out / "models" / "tiny_imagenet_net" / "run.json"
     before = run_json.stat().st_mtime_ns
-    again = small_study(images, study.out, models=["tiny_test_net"], report=False)
-    assert again.statuses["tiny_test_net"].status == "resumed"
+    again = small_study(images, study.out, models=["tiny_imagenet_net"], report=False)
+    assert again.statuses["tiny_imagenet_net"].status == "resumed"
     assert run_json.stat().st_mtime_ns == before
 
 
@@ -71,7 +71,10 @@ def test_changed_settings_mean_a_fresh_audit(study, images, tmp_path):
     assert first.statuses["tiny_test_net"].status == "audited"
     second = small_study(images, out, models=["tiny_test_net"], limit=5, report=False)
     assert second.statuses["tiny_test_net"].status == "audited"
-    assert json.loads((out / "models/tiny_test_net/run.json").read_text())["images_used"] == 5
+    run = json.loads((out / "models/tiny_test_net/run.json").read_text())
+    assert run["images_used"] == 5
+    assert "10 outputs" in run["labels_dropped"]  # its outputs are not ImageNet's classes
+    assert not (out / "models/tiny_test_net/accuracy.csv").exists()
 
 
 def test_no_model_audited_is_an_error(images, tmp_path):
@@ -111,7 +114,7 @@ def test_mitigation_hook_skips_with_a_reason_or_calls_the_step(tmp_path, monkeyp
 @pytest.mark.slow
 def test_reproduce_and_report_commands(images, tmp_path):
     out = tmp_path / "cli"
-    argv = ["reproduce", "--images", str(images), "--models", "tiny_test_net,no_such_net"]
+    argv = ["reproduce", "--images", str(images), "--models", "tiny_imagenet_net,no_such_net"]
     argv += ["--limit", "6", "--out", str(out), "--workers", "0", "--quiet", "--scenarios", "latin"]
     result = CliRunner().invoke(main, argv)
     assert result.exit_code == 0, result.output
@@ -133,7 +136,16 @@ def test_report_of_an_empty_folder_is_a_clean_message(tmp_path):
 
 def test_audit_command_records_its_command_line(image_dir, tmp_path):
     argv = ["audit", "--images", str(image_dir), "--out", str(tmp_path), "--model"]
-    argv += ["tiny_test_net", "--scenarios", "latin", "--limit", "3", "--workers", "0", "--quiet"]
+    argv += [
+        "tiny_imagenet_net",
+        "--scenarios",
+        "latin",
+        "--limit",
+        "3",
+        "--workers",
+        "0",
+        "--quiet",
+    ]
     assert CliRunner().invoke(main, argv).exit_code == 0
     command = json.loads((tmp_path / "run.json").read_text())["command"]
     assert command.startswith("wmprobe audit --images ") and "--scenarios latin" in command
@@ -156,7 +168,7 @@ def test_reproduce_runs_the_mitigation_sweep_with_a_downstream_folder(
     reproduce(
         images,
         out,
-        models=["tiny_test_net"],
+        models=["tiny_imagenet_net"],
         scenarios=["chinese"],
         downstream=downstream,
         num_workers=0,
@@ -165,6 +177,6 @@ def test_reproduce_runs_the_mitigation_sweep_with_a_downstream_folder(
     )
     manifest = json.loads((out / "study.json").read_text())
     assert manifest["mitigation"]["status"] == "done"
-    rows = manifest["mitigation"]["models"]["tiny_test_net"]["table"]
+    rows = manifest["mitigation"]["models"]["tiny_imagenet_net"]["table"]
     assert [r["fraction"] for r in rows] == [0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.25, 0.5]
-    assert (out / "mitigation" / "tiny_test_net" / "table.csv").is_file()
+    assert (out / "mitigation" / "tiny_imagenet_net" / "table.csv").is_file()

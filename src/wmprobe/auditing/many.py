@@ -230,6 +230,7 @@ def _spread(image_set, models, probe_sets, asked, *, say, pretrained, allow_down
         jpeg_quality=asked["jpeg_quality"],
         pretrained=pretrained,
         allow_download=allow_download,
+        device=asked.get("device", "auto"),
         progress=asked.get("progress", True),
         say=say,
     )

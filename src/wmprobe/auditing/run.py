@@ -287,7 +287,7 @@ def audit(
         "seed": seed,
         "limit": limit,
         "keep_watermarked": keep_watermarked,
-        "device": engine.device(device) if engine and engine.remote else str(loaded.device),
+        "device": str(loaded.device),
         "engine": "local" if engine is None else engine.name,
         "reduction": reduction,
         "dtype": dtype,

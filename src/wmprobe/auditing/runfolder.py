@@ -222,7 +222,9 @@ def kind_of(folder: str | Path) -> str | None:
         kind = read_run_json(folder).get("kind")
         if kind in KINDS:
             return kind
-        return "audit" if (folder / "units.parquet").is_file() else "unfinished"
+        if (folder / "units.parquet").is_file():  # written before run.json had a kind
+            return "audit"
+        return "mitigation" if (folder / "table.csv").is_file() else "unfinished"
     if (folder / STUDY_JSON).is_file() or (folder / MODELS_DIR).is_dir():
         return "study"
     if (folder / STARTED_JSON).is_file() or any((folder / n).exists() for n in AUDIT_FILES):

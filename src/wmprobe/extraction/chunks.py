@@ -291,21 +291,34 @@ def _forward(model: LoadedModel, taps: LayerTaps, pixels: torch.Tensor):
 
 @dataclass(frozen=True)
 class ModelRecipe:
-    """How a worker process builds the driver's model: the spec, pretrained or not, and the
-    checksum its weights must have (a worker with other weights stops with an error)."""
+    """How a worker process builds the driver's model: the spec, pretrained or not, the checksum
+    its weights must have (a worker with other weights stops with an error) and the device type
+    (the driver's, which the cache key holds)."""
 
     spec: ModelSpec
     pretrained: bool
     weights: str
+    device: str = "cpu"
+    code: str | None = None
 
 
 def _load_remote(recipe: ModelRecipe, resources: WorkerResources) -> LoadedModel:
-    model = load_spec(recipe.spec, pretrained=recipe.pretrained, device=resources.device)
+    if recipe.device != resources.device:
+        raise WmprobeError(
+            f"A {resources.device} worker got a {recipe.device} job; use one device per run."
+        )
+    model = load_spec(recipe.spec, pretrained=recipe.pretrained, device=recipe.device)
     if model.weights_hash() != recipe.weights:
         raise WmprobeError(
             f"A worker built {recipe.spec.name} with other weights (checksum "
             f"{model.weights_hash()[:12]}, the driver has {recipe.weights[:12]}); install the "
             "same packages and weight files on every node."
+        )
+    if recipe.code is not None and model.code_hash() != recipe.code:
+        raise WmprobeError(
+            f"A worker's code for {recipe.spec.name} differs from the driver's (checksum "
+            f"{model.code_hash()[:12]}, the driver has {recipe.code[:12]}); install the same "
+            "wmprobe and model packages on every node."
         )
     return model
 
@@ -321,7 +334,9 @@ def extraction_job(model: LoadedModel, plan: ExtractionPlan, *, remote: bool) ->
     """The :class:`~wmprobe.extraction.engines.base.Job` that computes ``plan``'s chunks with
     ``model``: the model itself here, or rebuilt from its spec once per remote worker."""
     if remote:
-        recipe = ModelRecipe(model.spec, model.pretrained, model.weights_hash())
+        recipe = ModelRecipe(
+            model.spec, model.pretrained, model.weights_hash(), model.device.type, model.code_hash()
+        )
         setup = functools.partial(_load_remote, recipe)
     else:
         setup = functools.partial(_return, model)
@@ -329,7 +344,7 @@ def extraction_job(model: LoadedModel, plan: ExtractionPlan, *, remote: bool) ->
         key=f"{model.name}:{model.weights_hash()}",
         setup=setup,
         run=functools.partial(_run_chunks, plan),
-        gpu=True,
+        gpu=model.device.type == "cuda",
     )
 
 

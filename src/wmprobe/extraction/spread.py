@@ -42,21 +42,26 @@ def fill_cache(
     jpeg_quality: int | None = None,
     pretrained: bool = True,
     allow_download: bool = False,
+    device: str = "auto",
     progress: bool = True,
     say: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
     """Compute the activations an audit of each model would (the same keys) into ``cache``, all
     models' chunks at once on ``engine``.
 
-    A model that cannot be loaded here is left out and returned with the reason (its audit will
-    say the same); the others are computed.
+    ``device`` resolves here as in the audit (``auto``: CUDA when this machine has it), and the
+    workers run on that device type (it is in the cache key). A model that cannot be loaded here
+    is left out and returned with the reason (its audit will say the same); the others are
+    computed.
     """
     say = say or log.info
     probe_sets = resolve_scenarios(list(scenarios))
     requests, failed = [], {}
     for name in models:
         try:
-            model = load_model(name, pretrained=pretrained, device="cpu", allow_download=False)
+            model = load_model(
+                name, pretrained=pretrained, device=device, allow_download=allow_download
+            )
             request = ExtractionRequest(
                 model,
                 image_set.records,
@@ -72,7 +77,7 @@ def fill_cache(
         except WmprobeError as exc:
             failed[name] = f"{type(exc).__name__}: {exc}"
             continue
-        model.weights_hash()  # kept; the module itself is rebuilt on the workers
+        model.weights_hash(), model.code_hash()  # kept; the module is rebuilt on the workers
         request.model = dataclasses.replace(model, module=nn.Module(), classifier=None)
         requests.append(request)
     if requests:

@@ -20,8 +20,9 @@ from wmprobe._util import file_digest
 from wmprobe.reporting.html import Section, esc, table_html
 from wmprobe.study.analysis import Study
 
-#: Overlay method shown first when several were run.
-METHOD_ORDER = ("gradcam", "lrp", "ig", "activation")
+#: The method whose overlays are shown when several were run (the first present): LRP is
+#: pixel-sharp, Grad-CAM as coarse as the last feature map.
+METHOD_ORDER = ("lrp", "gradcam", "ig", "activation")
 
 SUMMARY_COLUMNS = [
     "scenario", "layer", "unit", "class_name", "d", "method", "images", "mass", "clean_mass",

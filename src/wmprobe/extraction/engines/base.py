@@ -39,8 +39,9 @@ class Job:
 
     ``key`` names the state ``setup`` builds (a worker that holds it reuses it); ``setup(resources)
     -> state`` runs once per worker; ``run(state, tasks, resources) -> iterable`` yields one result
-    per task, in task order. With the Ray engine ``setup`` and ``run`` travel to the workers by
-    pickle (cloudpickle), so they must not hold live models or open files.
+    per task, in task order; ``gpu``: run on workers with a GPU each (else on CPU workers). With
+    the Ray engine ``setup`` and ``run`` travel to the workers by pickle (cloudpickle), so they
+    must not hold live models or open files.
     """
 
     key: str
@@ -68,10 +69,6 @@ class Engine(abc.ABC):
         """``(task index, result)`` for every task of one job, as they finish."""
         for _, index, result in self.map_jobs([(job, tasks)], progress=progress, desc=desc):
             yield index, result
-
-    def device(self, requested: str = "auto") -> str:
-        """The torch device type the workers' models will run on for ``requested``."""
-        return requested
 
     def close(self) -> None:
         """Release what the engine started (workers, a Ray instance)."""

@@ -111,17 +111,18 @@ def plan_pool(
 ) -> list[tuple[str, WorkerResources]]:
     """The actors to start: ``(node id, resources)`` for each, from ``ray.nodes()`` entries.
 
-    A node with GPUs (and ``gpu``) gets one actor per GPU, sharing the node's spare CPUs; another
-    node one actor per ``cpus_per_worker`` spare CPUs. Spare: all CPUs but one (Ray, the object
-    store and the driver need some), all of them on a 1-CPU node.
+    ``gpu``: one actor per GPU of the nodes that have GPUs, sharing the node's spare CPUs (nodes
+    without GPUs get none: a job's device is the driver model's, and so its cache key). Else one
+    actor per ``cpus_per_worker`` spare CPUs of every node. Spare: all CPUs but one (Ray, the
+    object store and the driver need some), all of them on a 1-CPU node.
     """
     out = []
     for node in nodes:
         cpus = int(node["Resources"].get("CPU", 0))
-        gpus = int(node["Resources"].get("GPU", 0)) if gpu else 0
+        gpus = int(node["Resources"].get("GPU", 0))
         spare = cpus - 1 if cpus > 1 else cpus
-        if gpus:
-            per_gpu = max(1, spare // gpus)
+        if gpu:
+            per_gpu = max(1, spare // gpus) if gpus else 0
             slots = [WorkerResources(per_gpu, 1, "cuda", 0)] * gpus
         else:
             count = spare // cpus_per_worker
@@ -196,11 +197,6 @@ class RayEngine(Engine):
     def _nodes(self) -> list[dict]:
         return [n for n in self.ray.nodes() if n.get("Alive")]
 
-    def device(self, requested: str = "auto") -> str:
-        if requested != "auto":
-            return requested
-        return "cuda" if any(n["Resources"].get("GPU", 0) for n in self._nodes()) else "cpu"
-
     def _pool(self, gpu: bool) -> None:
         """Start the actors, pinned (softly) to their nodes (see :func:`plan_pool`)."""
         if self._actors:
@@ -210,9 +206,10 @@ class RayEngine(Engine):
         worker_class = self.ray.remote(_Worker)
         slots = plan_pool(self._nodes(), self.cpus_per_worker, gpu=gpu)[: self.max_workers]
         if not slots:
+            need = "a GPU" if gpu else f"{self.cpus_per_worker} CPU(s) to spare"
             raise RayUnavailableError(
-                f"The Ray cluster at {self.address or 'this machine'} has no node with "
-                f"{self.cpus_per_worker} CPU(s) to spare for a worker."
+                f"The Ray cluster at {self.address or 'this machine'} has no node with {need} "
+                "for a worker (the workers use the device of the driver's model: --device)."
             )
         for node_id, resources in slots:
             actor = worker_class.options(
