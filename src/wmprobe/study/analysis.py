@@ -124,8 +124,8 @@ def load_study(root: str | Path) -> Study:
     """Read a study: ``root`` is one audit run folder, or holds ``models/<model>/`` run folders.
 
     ``models/<model>/`` folders are written by ``wmprobe audit --model a,b`` and by ``wmprobe
-    reproduce`` (in ``root/study.json``'s order; a folder of a model that study.json does not
-    name, left there by an earlier request, is not read). Models listed as
+    reproduce`` (in ``root/study.json``'s order; a finished folder of a model that study.json
+    does not name, left there by an earlier request, is not read). Models listed as
     skipped there and model folders left unfinished are in ``Study.skipped`` with the reason (an
     unfinished one with the command that resumes it). A folder with no finished audit at all is
     an error that says whether a run is unfinished there (and how to resume it).
@@ -147,8 +147,8 @@ def load_study(root: str | Path) -> Study:
     folders = sorted(p for p in models_dir.iterdir() if p.is_dir()) if models_dir.is_dir() else []
     listed = [str(m) for m in manifest.get("models", [])]
     by_slug = {runfolder.model_folder(root, m).name: m for m in listed}
-    if listed:  # a study.json names its models: a folder left by an earlier request is not one
-        folders = [p for p in folders if p.name in by_slug]
+    if listed:  # study.json names its models: a finished folder of another model was left there
+        folders = [p for p in folders if p.name in by_slug or not is_complete_run(p)]
     order = {slug: i for i, slug in enumerate(by_slug)}
     folders.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
     runs, skipped = [], {}
