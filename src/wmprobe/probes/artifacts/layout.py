@@ -68,6 +68,27 @@ def position_label(position: Position) -> str:
     return "x".join(format(v, "g") for v in position)
 
 
+def placement_words(
+    opacity: float, position: Position, rotation: float, tile: bool, tile_gap: int
+) -> list[str]:
+    """How an artifact is laid on the frame, in words, for ``describe()`` (defaults left out).
+
+    Example:
+        >>> placement_words(0.5, "top-left", 30, True, 24)
+        ['opacity 0.5', 'at top-left', 'rotated 30 deg', 'tiled 24px apart']
+    """
+    words = []
+    if opacity < 1:
+        words.append(f"opacity {opacity:g}")
+    if position != RANDOM:
+        words.append(f"at {position_label(position)}")
+    if rotation:
+        words.append(f"rotated {rotation:g} deg")
+    if tile:
+        words.append(f"tiled {tile_gap}px apart")
+    return words
+
+
 def place(
     rng: np.random.Generator,
     unit_size: tuple[int, int],

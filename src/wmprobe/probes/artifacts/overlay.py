@@ -19,7 +19,7 @@ from wmprobe.probes.artifacts.layout import (
     compose,
     parse_position,
     place,
-    position_label,
+    placement_words,
     rotate_unit,
 )
 
@@ -129,14 +129,9 @@ class ImageOverlay(Artifact):
         if self.description:
             return self.description
         parts = [f"image {Path(self.image).name} at {self.scale:g} of the width"]
-        if self.opacity < 1:
-            parts.append(f"opacity {self.opacity:g}")
-        if self.position != RANDOM:
-            parts.append(f"at {position_label(self.position)}")
-        if self.rotation:
-            parts.append(f"rotated {self.rotation:g} deg")
-        if self.tile:
-            parts.append(f"tiled {self.tile_gap}px apart")
+        parts += placement_words(
+            self.opacity, self.position, self.rotation, self.tile, self.tile_gap
+        )
         return ", ".join(parts)
 
     def content(self) -> dict[str, str]:

@@ -27,7 +27,7 @@ from wmprobe.probes.artifacts.layout import (
     compose,
     parse_position,
     place,
-    position_label,
+    placement_words,
     rotate_unit,
 )
 
@@ -242,14 +242,9 @@ class TextArtifact(Artifact):
         if self.relative_size:
             size = f"{self.relative_size:g} of the shorter side"
         parts = [f"{what} at {size} ({self.font})"]
-        if self.opacity < 1:
-            parts.append(f"opacity {self.opacity:g}")
-        if self.position != RANDOM:
-            parts.append(f"at {position_label(self.position)}")
-        if self.rotation:
-            parts.append(f"rotated {self.rotation:g} deg")
-        if self.tile:
-            parts.append(f"tiled {self.tile_gap}px apart")
+        parts += placement_words(
+            self.opacity, self.position, self.rotation, self.tile, self.tile_gap
+        )
         if self.stroke_width:
             parts.append(f"{self.stroke_width}px outline")
         details = ", ".join(parts)
