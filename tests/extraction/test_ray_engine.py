@@ -3,11 +3,14 @@
 Every test starts its own Ray on 127.0.0.1 (small object stores, no dashboard) and stops what it
 started by its own handles: the engine's ``close`` for a Ray started by ``ray.init``, and the
 process groups of the ``ray start --block`` nodes of the two-node cluster
-(:class:`~wmprobe.extraction.engines.cluster.LocalCluster`).
+(:class:`~wmprobe.extraction.engines.cluster.LocalCluster`). The two-node tests run the cluster
+and their driver in a network namespace of their own with only loopback, where Ray cannot
+advertise the machine's network address (see :mod:`~wmprobe.extraction.engines.cluster`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,7 +26,7 @@ ray = pytest.importorskip("ray", reason="the Ray engine's tests need the wmprobe
 import tests._counting  # noqa: E402, F401 - registers counting_net (it can sleep per batch)
 from wmprobe.auditing.run import audit  # noqa: E402
 from wmprobe.extraction.cache import ActivationCache  # noqa: E402
-from wmprobe.extraction.engines.cluster import LocalCluster, free_port  # noqa: E402
+from wmprobe.extraction.engines.cluster import free_port, loopback_only  # noqa: E402
 from wmprobe.extraction.engines.ray import RayEngine, RayUnavailableError  # noqa: E402
 
 STORE = 80 * 1024 * 1024
@@ -93,20 +96,87 @@ def test_a_wrong_address_is_a_clear_error_naming_it():
     assert not ray.is_initialized()
 
 
-@pytest.mark.skipif(
-    os.environ.get("WMPROBE_RAY_MULTINODE") != "1",
-    reason="a second `ray start --address=127.0.0.1:PORT` node reaches the head through this "
-    "machine's network address, not loopback (Ray's resolve_ip_for_localhost rewrites "
-    "127.0.0.1), and tests here may only talk over loopback; WMPROBE_RAY_MULTINODE=1 runs it",
-)
-def test_a_two_node_cluster_gives_the_local_engines_units_csv(image_dir, tmp_path, local_tables):
-    with LocalCluster(nodes=2, cpus=1, store=STORE) as cluster:
-        with RayEngine(cluster.address) as engine:
-            engine.wait_for_nodes(2)
-            tables = _units_csv(image_dir, tmp_path, engine)
-            assert len(engine.started_workers()) == 2  # one per 1-CPU node
-        assert not ray.is_initialized()
-    assert tables == local_tables
+_CLUSTER_CHILD = """
+import json, threading, time
+from pathlib import Path
+import tests._counting
+from wmprobe.auditing.run import audit
+from wmprobe.extraction.cache import ActivationCache
+from wmprobe.extraction.engines.cluster import LocalCluster, in_loopback_only_namespace
+from wmprobe.extraction.engines.ray import RayEngine
+assert in_loopback_only_namespace()
+cache = Path({cache!r})
+info = {{"left": None}}
+with LocalCluster(cpus={cpus}, store={store}) as cluster, RayEngine(cluster.address) as engine:
+    engine.wait_for_nodes({nodes})
+    info["addresses"] = sorted(n["NodeManagerAddress"] for n in engine.alive_nodes())
+
+    def leave():  # node 1 leaves while its actor runs a chunk
+        while len(engine.started_workers()) < 2 or not engine.worker_pids():
+            time.sleep(0.05)
+        time.sleep(1.0)
+        info["pids_before"] = engine.worker_pids()
+        cluster.remove_node(1)
+        info["left"] = time.time()
+
+    if {leave}:
+        threading.Thread(target=leave, daemon=True).start()
+    result = audit({images!r}, model="counting_net", scenarios=["chinese", "null"],
+                   layers=["logits", "features"], batch_size=2, progress=False,
+                   cache=ActivationCache(cache, chunk_size=4), engine=engine)
+    info["finished"] = time.time()
+    info["workers"] = len(engine.started_workers())
+    info["nodes_at_end"] = len(engine.alive_nodes())
+    info["pids_after"] = engine.worker_pids(fresh=True)
+result.save({out!r})
+print("INFO" + json.dumps(info))
+"""
+
+
+def _on_a_loopback_cluster(image_dir, tmp_path, cpus, *, leave=False, env=()) -> dict:
+    """Run an audit of counting_net on a LocalCluster of ``cpus`` nodes, cluster and driver in a
+    network namespace of their own with only loopback; what the child saw."""
+    code = _CLUSTER_CHILD.format(
+        cache=str(tmp_path / "cache"), cpus=list(cpus), store=STORE, nodes=len(cpus),
+        leave=leave, images=str(image_dir), out=str(tmp_path / "run"),
+    )  # fmt: skip
+    command = loopback_only([sys.executable, "-c", code])
+    if command is None:
+        pytest.skip(
+            "this machine cannot make a network namespace (`unshare --net`), which keeps a "
+            "multi-node Ray on loopback (Ray advertises the machine's network address otherwise)"
+        )
+    child_env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), **dict(env))
+    child_env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(command, env=child_env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.split("INFO")[-1])
+
+
+def test_a_two_node_cluster_gives_the_local_engines_units_csv(image_dir, tmp_path):
+    local = _units_csv(image_dir, tmp_path / "local", model="counting_net")
+    info = _on_a_loopback_cluster(image_dir, tmp_path, cpus=[1, 1])
+    assert info["addresses"] == ["127.0.0.1", "127.0.0.1"]  # two nodes, on loopback
+    assert info["workers"] == 2  # one per 1-CPU node
+    assert (tmp_path / "run" / "units.csv").read_bytes() == local
+
+
+def test_a_node_that_leaves_mid_run_still_gives_the_same_tables(image_dir, tmp_path):
+    local = _units_csv(image_dir, tmp_path / "local", model="counting_net")
+    fast_health_checks = {
+        "WMPROBE_TEST_DELAY": "0.4",  # ~2.4 s a chunk: the node leaves inside one
+        "RAY_health_check_initial_delay_ms": "1000",
+        "RAY_health_check_period_ms": "1000",
+        "RAY_health_check_timeout_ms": "1000",
+        "RAY_health_check_failure_threshold": "3",
+    }
+    # the head keeps a CPU free (a 2-CPU node gets one actor): the lost actor restarts there
+    info = _on_a_loopback_cluster(image_dir, tmp_path, [2, 1], leave=True, env=fast_health_checks)
+    assert info["left"] is not None and info["left"] < info["finished"], info  # mid-run
+    assert info["nodes_at_end"] == 1
+    before, after = info["pids_before"], info["pids_after"]
+    assert after[0] == before[0] and after[1] != before[1]  # node 1's actor was restarted
+    assert (tmp_path / "run" / "units.csv").read_bytes() == local
 
 
 _CHILD = """

@@ -1,17 +1,32 @@
-"""A Ray cluster of several nodes on this machine, for tests and benchmarks (127.0.0.1 only).
+"""A Ray cluster of several nodes on this machine, for tests and benchmarks (loopback only).
 
-Each node is a ``ray start --block`` process in its own process group; leaving the ``with`` block
+Each node is a ``ray start --block`` process in its own process group;
+:meth:`LocalCluster.remove_node` kills one (a node that leaves), and leaving the ``with`` block
 stops every node by its process group (SIGTERM, then SIGKILL), never with a machine-wide
 ``ray stop``.
 
+Loopback: Ray advertises a node by the machine's network address even when it was started on
+127.0.0.1 (its ``resolve_ip_for_localhost`` looks for the interface of the default route), so the
+nodes of a cluster on a machine with a network talk to each other over that address. In a network
+namespace that has only the loopback interface there is no such route and every address is
+127.0.0.1: :func:`loopback_only` wraps a command to run there (the cluster, and the driver that
+uses it, in one process tree).
+
+Authentication: the nodes share a fresh token (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN``), set in
+this process's environment too while the cluster runs, unless the environment already chooses a
+mode; ``ray start --head`` alone would turn token authentication on when ``~/.ray/auth_token``
+exists, and the other nodes and the driver would then be refused.
+
 Example:
-    >>> with LocalCluster(nodes=2, cpus=1) as cluster:  # doctest: +SKIP
+    >>> with LocalCluster(cpus=[2, 1]) as cluster:  # doctest: +SKIP
     ...     engine = RayEngine(cluster.address)
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,9 +34,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from wmprobe.extraction.engines.ray import RayUnavailableError, driver_path
+
+AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
 
 
 def free_port() -> int:
@@ -31,22 +49,60 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class LocalCluster:
-    """``nodes`` Ray nodes of ``cpus`` CPUs and ``store`` bytes of object store each; workers
-    import the same code as this process (its ``sys.path``). ``address`` is the head's."""
+@functools.cache
+def _namespace_prefix() -> tuple[str, ...] | None:
+    """``unshare`` arguments that make a network namespace here (as root, else as a user
+    namespace's root), or None when neither works or ``unshare``/``ip`` are missing."""
+    if not (shutil.which("unshare") and shutil.which("ip")):
+        return None
+    for prefix in (("unshare", "--net"), ("unshare", "--net", "--map-root-user")):
+        probe = subprocess.run(
+            [*prefix, "ip", "link", "set", "lo", "up"], capture_output=True, timeout=30
+        )
+        if probe.returncode == 0:
+            return prefix
+    return None
 
-    def __init__(self, nodes: int = 2, cpus: int = 1, store: int = 80 << 20, timeout: float = 300):
-        self.nodes, self.cpus, self.store, self.timeout = nodes, cpus, store, timeout
+
+def loopback_only(argv: Sequence[str]) -> list[str] | None:
+    """``argv`` wrapped to run in a network namespace of its own whose only interface is
+    loopback (brought up first); None where this machine cannot make one (``unshare -n``)."""
+    prefix = _namespace_prefix()
+    if prefix is None:
+        return None
+    return [*prefix, "sh", "-c", 'ip link set lo up && exec "$@"', "loopback-only", *argv]
+
+
+def in_loopback_only_namespace() -> bool:
+    """Whether this process sees no network interface but loopback."""
+    return {name for _, name in socket.if_nameindex()} <= {"lo"}
+
+
+class LocalCluster:
+    """Ray nodes on this machine, the head first: ``cpus`` CPUs each (a list: per node), and
+    ``store`` bytes of object store each; workers import the same code as this process (its
+    ``sys.path``). ``address`` is the head's."""
+
+    def __init__(
+        self,
+        nodes: int = 2,
+        cpus: int | Sequence[int] = 1,
+        store: int = 80 << 20,
+        timeout: float = 300,
+    ):
+        self.cpus = [cpus] * nodes if isinstance(cpus, int) else list(cpus)
+        self.nodes, self.store, self.timeout = len(self.cpus), store, timeout
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self._procs: list[subprocess.Popen] = []
         self._temp = ""
+        self._saved_env: dict[str, str | None] = {}
 
-    def _start(self, args: list[str], log: str) -> subprocess.Popen:
+    def _start(self, cpus: int, args: list[str], log: str) -> subprocess.Popen:
         env = dict(os.environ, PYTHONPATH=driver_path())
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("ray")), "start", "--block",
-             f"--num-cpus={self.cpus}", f"--object-store-memory={self.store}",
+             f"--num-cpus={cpus}", f"--object-store-memory={self.store}",
              "--disable-usage-stats", "--node-ip-address=127.0.0.1", *args],
             env=env,
             start_new_session=True,  # its own process group, stopped by killpg
@@ -60,10 +116,19 @@ class LocalCluster:
         with open(os.path.join(self._temp, name)) as f:
             return f.read()[-2000:]
 
+    def _share_token(self) -> None:
+        """One fresh token for the nodes and this process, unless the environment has a mode."""
+        if os.environ.get("RAY_AUTH_MODE"):
+            return
+        self._saved_env = {k: os.environ.get(k) for k in AUTH_VARIABLES}
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+
     def __enter__(self) -> LocalCluster:
         self._temp = tempfile.mkdtemp(prefix="wmray", dir="/tmp")  # socket paths must be short
         try:
+            self._share_token()
             head = self._start(
+                self.cpus[0],
                 ["--head", f"--port={self.port}", "--include-dashboard=false",
                  f"--temp-dir={self._temp}"],
                 "head.log",
@@ -80,21 +145,34 @@ class LocalCluster:
                         ) from exc
                     time.sleep(0.5)
             for i in range(1, self.nodes):
-                self._start([f"--address={self.address}"], f"node{i}.log")
+                self._start(self.cpus[i], [f"--address={self.address}"], f"node{i}.log")
         except BaseException:
             self.__exit__()
             raise
         return self
+
+    def remove_node(self, index: int) -> None:
+        """Kill node ``index`` (not the head) with its workers at once: a node that leaves."""
+        if not 0 < index < len(self._procs):
+            raise ValueError(f"node {index} is not a worker node of this cluster")
+        _stop_group(self._procs[index], graceful=False)
 
     def __exit__(self, *exc) -> None:
         for proc in reversed(self._procs):
             _stop_group(proc)
         self._procs = []
         shutil.rmtree(self._temp, ignore_errors=True)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 90), (signal.SIGKILL, 30)):
+def _stop_group(proc: subprocess.Popen, *, graceful: bool = True) -> None:
+    signals = ((signal.SIGTERM, 90), (signal.SIGKILL, 30)) if graceful else ((signal.SIGKILL, 30),)
+    for sig, wait in signals:
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
