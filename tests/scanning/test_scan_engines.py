@@ -89,7 +89,7 @@ def ray_engine():
         yield engine
 
 
-def test_a_ray_scan_writes_the_local_scans_files_and_resumes_from_a_partial_cache(
+def test_a_ray_scan_writes_the_local_scans_files_and_resumes_from_its_cache(
     folder, detector_file, local_files, small_chunks, ray_engine, tmp_path
 ):
     import ray
@@ -111,6 +111,25 @@ def test_a_ray_scan_writes_the_local_scans_files_and_resumes_from_a_partial_cach
     assert json.loads((part / "scan.json").read_text())["computed_now"] == 22 - 16
     for name in FILES:
         assert (part / name).read_bytes() == local_files[name], name
+
+    # interrupted (Ctrl-C on the driver) once the first chunk is stored: the rerun computes the
+    # other two and ends with the same bytes
+    killed, real, saved = tmp_path / "killed", remote._save_chunk, []
+
+    def interrupted_after_one(*args):
+        if saved:
+            raise KeyboardInterrupt
+        saved.append(real(*args))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(remote, "_save_chunk", interrupted_after_one)
+        with pytest.raises(KeyboardInterrupt):
+            scan(folder, killed, detector=detector_file, top=4, fpr=0.1, engine=ray_engine)
+    assert len(list((killed / "cache").glob("*/chunk-*.npz"))) == 1
+    scan(folder, killed, detector=detector_file, top=4, fpr=0.1, engine=ray_engine)
+    assert json.loads((killed / "scan.json").read_text())["computed_now"] == 22 - 8
+    for name in FILES:
+        assert (killed / name).read_bytes() == local_files[name], name
 
 
 def test_a_detector_object_travels_to_the_workers(
@@ -174,3 +193,15 @@ def test_a_worker_never_scores_with_another_detector(detector_file, tmp_path):
         remote._setup(missing, worker)
     with pytest.raises(WmprobeError, match="cuda worker got a cpu job"):  # the driver's device
         remote._setup(recipe, WorkerResources(cpus=1, device="cuda"))
+
+
+def test_a_wrong_ray_address_is_a_one_line_error_naming_it(folder, tmp_path):
+    pytest.importorskip("ray", reason="scan --engine ray needs the wmprobe[ray] extra")
+    import ray
+
+    assert not ray.is_initialized()  # (a running session would be used whatever the address)
+    args = ["scan", "--images", str(folder), "--out", str(tmp_path / "s"), "--engine", "ray"]
+    result = CliRunner().invoke(main, [*args, "--ray-address", "127.0.0.1:1", "--quiet"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "No Ray cluster at '127.0.0.1:1'" in lines[0]
