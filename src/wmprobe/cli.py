@@ -63,7 +63,7 @@ def ENGINE_OPTIONS(func):  # noqa: N802 - used like the option constants above
         type=click.Choice(["local", "ray"]),
         default="local",
         show_default=True,
-        help="Where activations are computed: here, or on a Ray cluster (pip install "
+        help="Where the chunks of images are computed: here, or on a Ray cluster (pip install "
         "'wmprobe[ray]').",
     )(func)
 
@@ -976,16 +976,32 @@ def mitigate(**kw) -> None:
 @LIMIT_OPTION
 @DEVICE_OPTION
 @BATCH_SIZE_OPTION
+@ENGINE_OPTIONS
 @QUIET_OPTION
 @_friendly
 def scan(
-    images, out, detector, model, top, fpr, labels, train_first, limit, device, batch_size, quiet
+    images,
+    out,
+    detector,
+    model,
+    top,
+    fpr,
+    labels,
+    train_first,
+    limit,
+    device,
+    batch_size,
+    engine,
+    ray_address,
+    quiet,
 ) -> None:
     """Rank every image of a folder by how likely it carries an overlaid mark.
 
     Writes scores.parquet and scores.csv (image_id, path, score, rank, flagged, region, family),
     flagged.txt, skipped.csv, contact_sheet.png, index.html and scan.json to --out; with --labels
-    also evaluation.json. A killed scan resumes from its cache with identical scores.
+    also evaluation.json. A killed scan resumes from its cache with identical scores. With
+    --engine ray the images are scored on a Ray cluster (--train still trains here); the scores
+    are the same.
 
     Example:
 
@@ -1005,9 +1021,10 @@ def scan(
             f"No packaged detector for {model!r}; train one with `wmprobe detector train "
             f"--model {model} --images DIR --out FILE.pt` and pass --detector FILE.pt."
         )
+    if train_first and detector is not None:
+        raise click.UsageError("--train and --detector contradict each other; give one.")
+    where = _engine(engine, ray_address, None, None)  # a bad address fails before any work
     if train_first:
-        if detector is not None:
-            raise click.UsageError("--train and --detector contradict each other; give one.")
         detector = str(Path(out) / "detector.pt")
         if not Path(detector).is_file():
             train_detector(
@@ -1024,6 +1041,7 @@ def scan(
         labels=labels,
         limit=limit,
         progress=not quiet,
+        engine=where,
     )
     n_flag = int(result.table["flagged"].sum())
     click.echo(

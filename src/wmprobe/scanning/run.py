@@ -3,8 +3,10 @@
 The folder is streamed (:func:`wmprobe.scanning.files.iter_images`) in chunks of ``CHUNK``
 images; each chunk's scores are written to the scan's cache as soon as they are known, so a killed
 scan resumes where it stopped. A chunk is computed from its own images only, with the same batches,
-so a resumed scan gives the same scores as one that was never stopped. The threshold comes from
-the detector's held-out clean images at the stated false-positive rate.
+so a resumed scan gives the same scores as one that was never stopped. With a remote engine
+(``engine=RayEngine(...)``, ``scan --engine ray``) the chunks the cache lacks are scored on its
+workers instead (:mod:`wmprobe.scanning.remote`), with the same chunks, batches and cache. The
+threshold comes from the detector's held-out clean images at the stated false-positive rate.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +28,9 @@ from wmprobe.errors import BadImageError, ImageFolderError, InvalidArgumentError
 from wmprobe.scanning.backbone import FeatureTap
 from wmprobe.scanning.detector import Detector, load_detector
 from wmprobe.scanning.files import iter_images, read_square
+
+if TYPE_CHECKING:
+    from wmprobe.extraction.engines.base import Engine
 
 CHUNK = 256
 DEFAULT_FPR = 0.01
@@ -113,13 +119,17 @@ def scan(
     limit: int | None = None,
     paths: Iterable[str] | None = None,
     progress: bool = False,
+    engine: Engine | None = None,
 ) -> ScanResult:
     """Rank the images under ``images`` and write the scan folder ``out``.
 
     Writes ``scores.parquet`` and ``scores.csv`` (image_id, path, score, rank, flagged, region,
     family, box), ``flagged.txt``, ``skipped.csv``, ``contact_sheet.png`` (the top ``top``),
     ``index.html`` and ``scan.json``; with ``labels`` also ``evaluation.json``. ``paths`` scans
-    those files (under ``images``) instead of the whole folder.
+    those files (under ``images``) instead of the whole folder. ``engine``: where the images are
+    scored (:func:`~wmprobe.extraction.engines.get_engine`); None or a local engine: here, the
+    folder streamed; a remote one (Ray): the paths are listed first and the chunks the cache lacks
+    are scored on its workers, which read the images and the detector file at the same paths.
 
     Example:
         >>> result = wmprobe.scan("photos/", "SCAN")  # doctest: +SKIP
@@ -152,18 +162,26 @@ def scan(
     stream = iter_images(root) if paths is None else (str(p) for p in paths)
     if limit is not None:
         stream = islice(stream, limit)
-    with ThreadPoolExecutor(1) as pool, inference_scope() as scope:
-        for index, chunk in enumerate(_chunks(stream, CHUNK)):
-            data, bad = _cached_chunk(cache, index, chunk)
-            if data is None:
-                data, bad = score_paths(chunk, det, tap, batch_size=batch_size, pool=pool)
-                _save_chunk(cache, index, chunk, data, bad)
-                computed += len(chunk)
-                scope.step()
-            parts.append(data)
-            bad_rows += bad
-            if progress:
-                print(f"  scanned {index * CHUNK + len(chunk)} images", flush=True)
+    if engine is not None and engine.remote:
+        from wmprobe.scanning.remote import scan_job, score_on_engine
+
+        job = scan_job(det, detector, tap, batch_size)
+        parts, bad_rows, computed = score_on_engine(
+            engine, stream, cache, job, chunk_size=CHUNK, progress=progress
+        )
+    else:
+        with ThreadPoolExecutor(1) as pool, inference_scope() as scope:
+            for index, chunk in enumerate(_chunks(stream, CHUNK)):
+                data, bad = _cached_chunk(cache, index, chunk)
+                if data is None:
+                    data, bad = score_paths(chunk, det, tap, batch_size=batch_size, pool=pool)
+                    _save_chunk(cache, index, chunk, data, bad)
+                    computed += len(chunk)
+                    scope.step()
+                parts.append(data)
+                bad_rows += bad
+                if progress:
+                    print(f"  scanned {index * CHUNK + len(chunk)} images", flush=True)
     if not parts:
         raise ImageFolderError(f"Image folder {str(root)!r} holds no image files.")
     elapsed = time.perf_counter() - started
