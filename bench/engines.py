@@ -9,7 +9,12 @@ all three wrote the same activations (byte-identical units.csv). The local engin
 before and after the Ray runs; their mean is the reference (the machine is shared: the load is
 printed beside the figures).
 
-    PYTHONPATH=src python bench/engines.py [--n 160] [--images ../shared/data/imagenet-samples]
+Everything runs in a network namespace of its own with only loopback where this machine can make
+one (``unshare --net``; the bench starts itself again there), so that the two-node cluster talks
+over 127.0.0.1 and not over the machine's network address (see
+:mod:`wmprobe.extraction.engines.cluster`); the first line says which.
+
+    PYTHONPATH=src python bench/engines.py [--n 512] [--images ../shared/data/imagenet-samples]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +30,11 @@ from pathlib import Path
 from wmprobe.auditing.run import audit
 from wmprobe.extraction.cache import ActivationCache
 from wmprobe.extraction.engines import LocalEngine
-from wmprobe.extraction.engines.cluster import LocalCluster
+from wmprobe.extraction.engines.cluster import (
+    LocalCluster,
+    in_loopback_only_namespace,
+    loopback_only,
+)
 from wmprobe.extraction.engines.ray import RayEngine
 from wmprobe.probes.images import ImageSet, scan_folder
 
@@ -73,16 +83,22 @@ def _measure(name: str, engine, warm: ImageSet, images: ImageSet, tmp: Path, chu
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=SAMPLES)
-    parser.add_argument("--n", type=int, default=160, help="images measured per engine")
-    parser.add_argument("--warm", type=int, default=16, help="images of the warm-up run")
+    parser.add_argument("--n", type=int, default=512, help="images measured per engine")
+    parser.add_argument(
+        "--warm", type=int, default=64, help="images of the warm-up run (a chunk for every worker)"
+    )
     parser.add_argument("--chunk", type=int, default=16, help="images per chunk (task)")
     args = parser.parse_args()
+    isolated = in_loopback_only_namespace()
+    if not isolated and (command := loopback_only([sys.executable, *sys.argv])) is not None:
+        os.execvp(command[0], command)  # the same bench, in a namespace with only loopback
+    network = "loopback only" if isolated else "this machine's network (no namespace here)"
     every = scan_folder(args.images, limit=args.n + args.warm)
     warm = ImageSet(every.root, every.records[args.n :], {})
     images = ImageSet(every.root, every.records[: args.n], {})
     print(
         f"efficientnet_lite0, chinese (2 frames per image), {args.n} images, chunks of "
-        f"{args.chunk}, {os.cpu_count()} CPUs on this machine; {_load()}",
+        f"{args.chunk}, {os.cpu_count()} CPUs on this machine, {network}; {_load()}",
         flush=True,
     )
     tmp = Path(tempfile.mkdtemp(prefix="wmbench"))

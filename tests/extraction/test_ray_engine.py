@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -218,3 +219,31 @@ def test_ctrl_c_stops_the_ray_run_and_the_rerun_resumes_from_the_cache(image_dir
     frames = int(done.stdout.split("frames")[-1])
     assert 0 < frames < 12 * 3  # only the chunks the first run did not finish
     assert (tmp_path / "units.csv").read_bytes() == local
+
+
+def test_an_address_other_than_the_running_session_is_refused_naming_both():
+    with RayEngine(num_cpus=1, object_store_memory=STORE):
+        current = ray.get_runtime_context().gcs_address
+        other = f"127.0.0.1:{free_port()}"
+        with pytest.raises(RayUnavailableError, match=f"{current}.*{other}"):
+            RayEngine(other)
+        with RayEngine(current) as again:  # the same cluster: used, and left running
+            assert not again._started
+        assert ray.is_initialized()
+    assert not ray.is_initialized()
+
+
+def test_a_cluster_that_refuses_the_token_says_what_to_set(monkeypatch):
+    def refused(**kwargs):
+        try:
+            raise ray.exceptions.AuthenticationError("InvalidAuthToken")
+        except ray.exceptions.AuthenticationError as exc:
+            raise ConnectionError("Failed to connect to Ray cluster") from exc
+
+    monkeypatch.setattr(ray, "init", refused)
+    port = free_port()
+    with socket.socket() as listening:  # something answers there, as a head would
+        listening.bind(("127.0.0.1", port))
+        listening.listen()
+        with pytest.raises(RayUnavailableError, match="RAY_AUTH_TOKEN"):
+            RayEngine(f"127.0.0.1:{port}")

@@ -8,7 +8,7 @@ from tests.study_helpers import labelled_images, small_study
 from wmprobe.auditing.run import audit
 from wmprobe.errors import WmprobeError
 from wmprobe.extraction.cache import ActivationCache
-from wmprobe.extraction.chunks import ModelRecipe, _load_remote
+from wmprobe.extraction.chunks import ModelRecipe, load_recipe
 from wmprobe.extraction.engines import LocalEngine, WorkerResources
 from wmprobe.extraction.spread import fill_cache
 from wmprobe.models import get_model_spec, load_model
@@ -69,11 +69,11 @@ def test_a_worker_with_other_weights_or_code_stops_with_both_checksums():
     spec = get_model_spec("tiny_test_net")
     recipe = ModelRecipe(spec, pretrained=True, weights="0" * 40)
     with pytest.raises(WmprobeError, match="other weights.*000000000000"):
-        _load_remote(recipe, WorkerResources(cpus=1))
-    model = _load_remote(ModelRecipe(spec, True, load_model("tiny_test_net").weights_hash()),
+        load_recipe(recipe, WorkerResources(cpus=1))
+    model = load_recipe(ModelRecipe(spec, True, load_model("tiny_test_net").weights_hash()),
                          WorkerResources(cpus=1))  # fmt: skip
     recipe = ModelRecipe(spec, True, model.weights_hash(), "cpu", code="1" * 40)
     with pytest.raises(WmprobeError, match="code.*differs.*111111111111"):
-        _load_remote(recipe, WorkerResources(cpus=1))
+        load_recipe(recipe, WorkerResources(cpus=1))
     with pytest.raises(WmprobeError, match="cpu worker got a cuda job"):
-        _load_remote(ModelRecipe(spec, True, model.weights_hash(), "cuda"), WorkerResources(1))
+        load_recipe(ModelRecipe(spec, True, model.weights_hash(), "cuda"), WorkerResources(1))

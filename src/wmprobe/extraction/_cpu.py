@@ -87,26 +87,44 @@ class InferenceScope:
             self.trims += 1
 
 
+#: The scope this process is in, if any (an inner scope shares it; see :func:`inference_scope`).
+_ACTIVE: list[InferenceScope] = []
+
+
 @contextlib.contextmanager
 def inference_scope(threads: int | None = None) -> Iterator[InferenceScope]:
-    """Keep freed memory for reuse (glibc) and use ``threads`` intra-op threads, then restore."""
-    libc = _libc()
-    if libc is not None and not os.path.exists("/proc/self/statm"):
-        libc = None
+    """Keep freed memory for reuse (glibc) and use ``threads`` intra-op threads, then restore.
+
+    Inside another scope only the threads change: the outer scope's heap settings, its trim
+    budget and its garbage-collector freeze stay, and nothing is trimmed on the way out (a worker
+    that holds one scope for its life pays no page faults again at each task).
+    """
     previous_threads = torch.get_num_threads()
     if threads is not None:
         if threads < 1:
             raise InvalidArgumentError(f"Expected argument `threads` to be >= 1 but got {threads}")
         torch.set_num_threads(threads)
+    if _ACTIVE:
+        try:
+            yield _ACTIVE[-1]
+        finally:
+            if threads is not None:
+                torch.set_num_threads(previous_threads)
+        return
+    libc = _libc()
+    if libc is not None and not os.path.exists("/proc/self/statm"):
+        libc = None
     tuned = libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, _KEEP) == 1
     if tuned:
         libc.mallopt(_M_TRIM_THRESHOLD, _NO_TRIM)
     freeze = gc.get_freeze_count() == 0  # someone else's freeze is left as it is
     if freeze:
         gc.freeze()
+    _ACTIVE.append(InferenceScope(libc if tuned else None))
     try:
-        yield InferenceScope(libc if tuned else None)
+        yield _ACTIVE[-1]
     finally:
+        _ACTIVE.pop()
         if freeze:
             gc.unfreeze()
         if tuned:

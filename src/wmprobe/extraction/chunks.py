@@ -302,7 +302,9 @@ class ModelRecipe:
     code: str | None = None
 
 
-def _load_remote(recipe: ModelRecipe, resources: WorkerResources) -> LoadedModel:
+def load_recipe(recipe: ModelRecipe, resources: WorkerResources) -> LoadedModel:
+    """The model of ``recipe`` loaded on a worker, refused unless its device, weights and code
+    are the driver's."""
     if recipe.device != resources.device:
         raise WmprobeError(
             f"A {resources.device} worker got a {recipe.device} job; use one device per run."
@@ -337,7 +339,7 @@ def extraction_job(model: LoadedModel, plan: ExtractionPlan, *, remote: bool) ->
         recipe = ModelRecipe(
             model.spec, model.pretrained, model.weights_hash(), model.device.type, model.code_hash()
         )
-        setup = functools.partial(_load_remote, recipe)
+        setup = functools.partial(load_recipe, recipe)
     else:
         setup = functools.partial(_return, model)
     return Job(

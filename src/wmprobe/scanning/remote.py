@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from wmprobe.extraction._cpu import inference_scope
-from wmprobe.extraction.chunks import ModelRecipe, _load_remote
+from wmprobe.extraction.chunks import ModelRecipe, load_recipe
 from wmprobe.extraction.engines.base import Engine, Job, WorkerResources
 from wmprobe.scanning.backbone import FeatureTap
 from wmprobe.scanning.detector import PACKAGED_NAMES, Detector, DetectorError, load_detector
@@ -70,7 +70,7 @@ def _setup(recipe: ScanRecipe, resources: WorkerResources) -> tuple[Detector, Fe
             f"{det.digest()[:12]}, the driver's is {recipe.digest[:12]}); install the same "
             "wmprobe and detector file on every node."
         )
-    return det, FeatureTap(_load_remote(recipe.model, resources), recipe.layer)
+    return det, FeatureTap(load_recipe(recipe.model, resources), recipe.layer)
 
 
 def _run(

@@ -128,14 +128,16 @@ def scan(
     ``index.html`` and ``scan.json``; with ``labels`` also ``evaluation.json``. ``paths`` scans
     those files (under ``images``) instead of the whole folder. ``engine``: where the images are
     scored (:func:`~wmprobe.extraction.engines.get_engine`); None or a local engine: here, the
-    folder streamed; a remote one (Ray): the paths are listed first and the chunks the cache lacks
-    are scored on its workers, which read the images and the detector file at the same paths.
+    folder streamed (with the local engine's ``threads``); a remote one (Ray): the paths are
+    listed first and the chunks the cache lacks are scored on its workers, which read the images
+    and the detector file at the same paths.
 
     Example:
         >>> result = wmprobe.scan("photos/", "SCAN")  # doctest: +SKIP
         >>> result.flagged.path.tolist()[:3]  # doctest: +SKIP
     """
     from wmprobe.extraction._cpu import inference_scope
+    from wmprobe.extraction.engines.local import LocalEngine
     from wmprobe.scanning.outputs import write_outputs
 
     det = detector if isinstance(detector, Detector) else load_detector(detector)
@@ -170,7 +172,8 @@ def scan(
             engine, stream, cache, job, chunk_size=CHUNK, progress=progress
         )
     else:
-        with ThreadPoolExecutor(1) as pool, inference_scope() as scope:
+        threads = engine.resources.cpus if isinstance(engine, LocalEngine) else None
+        with ThreadPoolExecutor(1) as pool, inference_scope(threads) as scope:
             for index, chunk in enumerate(_chunks(stream, CHUNK)):
                 data, bad = _cached_chunk(cache, index, chunk)
                 if data is None:

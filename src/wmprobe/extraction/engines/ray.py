@@ -6,7 +6,9 @@ started on this machine for the run (127.0.0.1, no dashboard) and stopped by :me
 The pool: on each node one actor per GPU (``num_gpus=1``) where the node has GPUs, else one
 actor per CPU (``cpus_per_worker``), leaving one CPU of every node with more than one free for
 Ray itself (a pool that takes every CPU can stall Ray); a 1-CPU node gets one actor. Each actor
-sets torch's threads to the CPUs it was given and reads images inline (no extra processes). An
+sets torch's threads to the CPUs it was given, for its whole life, inside one
+:func:`~wmprobe.extraction._cpu.inference_scope` (freed memory stays in its heap from chunk to
+chunk), and reads images inline (no extra processes). An
 actor keeps the model of its last job loaded; the driver hands each idle actor a task of the job
 it holds when there is one.
 
@@ -63,11 +65,13 @@ class _Worker:
     """One Ray actor: runs tasks of jobs, keeping the state (model) of the last job it ran."""
 
     def __init__(self, resources: WorkerResources):
-        import torch
+        from wmprobe.extraction._cpu import inference_scope
 
         self.resources = resources
-        if resources.cpus:
-            torch.set_num_threads(resources.cpus)
+        # one scope for the actor's life: torch threads = its CPUs, freed memory kept for reuse
+        # (a scope per task would hand the heap back and fault it in again at every chunk)
+        self._scope = contextlib.ExitStack()
+        self._scope.enter_context(inference_scope(resources.cpus or None))
         self.key: str | None = None
         self.state: Any = None
 
@@ -104,6 +108,26 @@ def _check_reachable(address: str) -> None:
             f"No Ray cluster at {address!r} ({exc.strerror or exc}); start one with `ray start "
             "--head` there, or pass the address `ray status` shows (--ray-address / RAY_ADDRESS)."
         ) from exc
+
+
+def _caused_by(exc: BaseException | None, kind: type) -> bool:
+    while exc is not None:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _check_same_cluster(ray, address: str | None) -> None:
+    """Refuse an explicit ``address`` other than the cluster this process is connected to."""
+    if address is None or address == "auto" or "://" in address:
+        return
+    current = ray.get_runtime_context().gcs_address
+    if address.rpartition(":")[2] != current.rpartition(":")[2]:
+        raise RayUnavailableError(
+            f"This process is already connected to the Ray cluster at {current!r}, not "
+            f"{address!r}; call ray.shutdown() first, or drop the address."
+        )
 
 
 def plan_pool(
@@ -163,8 +187,9 @@ class RayEngine(Engine):
         self._actors: list[Any] = []
         self._held: dict[int, str | None] = {}
         self._pid_refs: list[Any] = []
-        if self.ray.is_initialized():
-            return  # the caller's own Ray session: used, and left running
+        if self.ray.is_initialized():  # the caller's own Ray session: used, and left running
+            _check_same_cluster(self.ray, address)
+            return
         if self.address is None:
             self._start_local(num_cpus, object_store_memory)
         else:
@@ -189,6 +214,12 @@ class RayEngine(Engine):
         try:
             self.ray.init(address=address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            if _caused_by(exc, self.ray.exceptions.AuthenticationError):
+                raise RayUnavailableError(
+                    f"The Ray cluster at {address!r} refused this driver's token: give it the "
+                    "cluster's (RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or ~/.ray/auth_token, as "
+                    "on its nodes)."
+                ) from exc
             raise RayUnavailableError(
                 f"Cannot connect to the Ray cluster at {address!r}: {exc}"
             ) from exc
