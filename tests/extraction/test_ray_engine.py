@@ -128,7 +128,6 @@ with LocalCluster(cpus={cpus}, store={store}) as cluster, RayEngine(cluster.addr
     info["finished"] = time.time()
     info["workers"] = len(engine.started_workers())
     info["nodes_at_end"] = len(engine.alive_nodes())
-    info["pids_after"] = engine.worker_pids(fresh=True)
 result.save({out!r})
 print("INFO" + json.dumps(info))
 """
@@ -171,12 +170,10 @@ def test_a_node_that_leaves_mid_run_still_gives_the_same_tables(image_dir, tmp_p
         "RAY_health_check_timeout_ms": "1000",
         "RAY_health_check_failure_threshold": "3",
     }
-    # the head keeps a CPU free (a 2-CPU node gets one actor): the lost actor restarts there
-    info = _on_a_loopback_cluster(image_dir, tmp_path, [2, 1], leave=True, env=fast_health_checks)
+    # two 1-CPU nodes: the lost actor has nowhere to restart, the head's actor does the rest
+    info = _on_a_loopback_cluster(image_dir, tmp_path, [1, 1], leave=True, env=fast_health_checks)
     assert info["left"] is not None and info["left"] < info["finished"], info  # mid-run
     assert info["nodes_at_end"] == 1
-    before, after = info["pids_before"], info["pids_after"]
-    assert after[0] == before[0] and after[1] != before[1]  # node 1's actor was restarted
     assert (tmp_path / "run" / "units.csv").read_bytes() == local
 
 

@@ -3,7 +3,8 @@
 Each node is a ``ray start --block`` process in its own process group;
 :meth:`LocalCluster.remove_node` kills one (a node that leaves), and leaving the ``with`` block
 stops every node by its process group (SIGTERM, then SIGKILL), never with a machine-wide
-``ray stop``.
+``ray stop``. A node also gets SIGTERM when the process that started it dies (Linux), so a driver
+killed outright takes its cluster with it.
 
 Loopback: Ray advertises a node by the machine's network address even when it was started on
 127.0.0.1 (its ``resolve_ip_for_localhost`` looks for the interface of the default route), so the
@@ -24,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import os
 import secrets
@@ -37,9 +40,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from wmprobe.extraction.engines.ray import RayUnavailableError, driver_path
+from wmprobe.extraction.engines.ray import WORKER_NICENESS, RayUnavailableError, driver_path
 
 AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+_PR_SET_PDEATHSIG = 1
 
 
 def free_port() -> int:
@@ -81,7 +85,7 @@ def in_loopback_only_namespace() -> bool:
 class LocalCluster:
     """Ray nodes on this machine, the head first: ``cpus`` CPUs each (a list: per node), and
     ``store`` bytes of object store each; workers import the same code as this process (its
-    ``sys.path``). ``address`` is the head's."""
+    ``sys.path``) and run at its priority, as a local run does. ``address`` is the head's."""
 
     def __init__(
         self,
@@ -99,13 +103,14 @@ class LocalCluster:
         self._saved_env: dict[str, str | None] = {}
 
     def _start(self, cpus: int, args: list[str], log: str) -> subprocess.Popen:
-        env = dict(os.environ, PYTHONPATH=driver_path())
+        env = dict(os.environ, PYTHONPATH=driver_path(), RAY_worker_niceness=str(WORKER_NICENESS))
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("ray")), "start", "--block",
              f"--num-cpus={cpus}", f"--object-store-memory={self.store}",
              "--disable-usage-stats", "--node-ip-address=127.0.0.1", *args],
             env=env,
             start_new_session=True,  # its own process group, stopped by killpg
+            preexec_fn=_die_with_parent,
             stdout=open(os.path.join(self._temp, log), "w"),  # noqa: SIM115 - the child keeps it
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -168,6 +173,13 @@ class LocalCluster:
             else:
                 os.environ[key] = value
         self._saved_env = {}
+
+
+def _die_with_parent() -> None:
+    """In a node's process before it starts: SIGTERM when this process dies (Linux), so that a
+    driver killed outright does not leave its cluster running."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _stop_group(proc: subprocess.Popen, *, graceful: bool = True) -> None:

@@ -1,26 +1,29 @@
 """The Ray engine: chunks computed by a pool of Ray actors that keep their model loaded.
 
 Where it runs: the cluster at ``address`` (or ``$RAY_ADDRESS``); with neither, a Ray instance is
-started on this machine for the run (127.0.0.1, no dashboard) and stopped by :meth:`close`.
+started on this machine for the run (127.0.0.1, no dashboard, workers at the driver's priority
+rather than Ray's niceness 15) and stopped by :meth:`close`.
 
 The pool: on each node one actor per GPU (``num_gpus=1``) where the node has GPUs, else one
 actor per CPU (``cpus_per_worker``), leaving one CPU of every node with more than one free for
 Ray itself (a pool that takes every CPU can stall Ray); a 1-CPU node gets one actor. Each actor
 sets torch's threads to the CPUs it was given, for its whole life, inside one
 :func:`~wmprobe.extraction._cpu.inference_scope` (freed memory stays in its heap from chunk to
-chunk), and reads images inline (no extra processes). An
-actor keeps the model of its last job loaded; the driver hands each idle actor a task of the job
-it holds when there is one.
+chunk), and reads images inline (no extra processes). An actor keeps the model of its last job
+loaded; the driver hands each idle actor a task of the job it holds when there is one.
 
 Where chunks go: a task's result travels back to the driver through the object store, and the
 driver writes it into its cache (no shared file system needed; workers never open the cache).
 Results are stored by chunk id, whatever order they arrive in. A ``--cache`` on storage that every
 node mounts is used the same way, so both give the same tables.
 
-Faults: an actor killed mid-task (SIGKILL, OOM, a node that leaves) is restarted, on another node
-if need be, and its task retried (``max_restarts``, ``max_task_retries``); a task's result depends
-on the task alone, so a retry yields the same bytes. Ctrl-C stops the pool; chunks already stored
-stay in the cache, and the next run computes only the rest.
+Faults: when an actor dies mid-task (SIGKILL, OOM, a node that leaves), the driver puts its tasks
+back in the queue for any worker, and Ray restarts the actor (``max_restarts``), on another node
+if need be and when one has room; it takes tasks again once it answers. So the run finishes as
+long as one worker is left. A task's result depends on the task alone, so a retry yields the same
+bytes; a task that lost its worker more than ``MAX_RESTARTS`` times stops the run, and so does
+``RESTART_TIMEOUT_S`` with every worker lost. Ctrl-C stops the pool; chunks already stored stay in
+the cache, and the next run computes only the rest.
 """
 
 from __future__ import annotations
@@ -39,8 +42,16 @@ from wmprobe.extraction.engines.base import Engine, Job, WorkerResources
 from wmprobe.extraction.engines.progress import ChunkProgress
 
 INSTALL_HINT = "pip install 'wmprobe[ray]'"
-#: Retries of an actor (and its task) that died; enough for a node or two to leave.
+#: Niceness of the workers of a Ray that wmprobe starts: the driver's priority, as a local run
+#: (Ray's default, 15, lets any other busy process on the machine take their CPU).
+WORKER_NICENESS = 0
+#: Restarts of an actor that died, and times a task may lose its worker; enough for a node or
+#: two to leave.
 MAX_RESTARTS = 4
+#: Seconds without any result after which the driver checks that some worker is up.
+RESTART_NOTE_S = 60.0
+#: Seconds with every worker lost (none restarted) before the run stops with an error.
+RESTART_TIMEOUT_S = 900.0
 #: Tasks queued per actor beyond the one it runs (results transfer while the next chunk runs).
 QUEUE_DEPTH = 1
 
@@ -205,6 +216,7 @@ class RayEngine(Engine):
             include_dashboard=False,
             log_to_driver=False,
             _node_ip_address="127.0.0.1",
+            _system_config={"worker_niceness": WORKER_NICENESS},
             runtime_env={"env_vars": {"PYTHONPATH": driver_path()}},
         )
         self._started = True
@@ -247,7 +259,7 @@ class RayEngine(Engine):
                 num_cpus=resources.cpus,
                 num_gpus=resources.gpus,
                 max_restarts=MAX_RESTARTS,
-                max_task_retries=MAX_RESTARTS,
+                max_task_retries=0,  # the driver puts a lost task back for any worker
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=True),
             ).remote(resources)
             self._actors.append(actor)
@@ -289,7 +301,11 @@ class RayEngine(Engine):
         self._pool(any(job.gpu for job, _ in work))
         refs = [self.ray.put(job) for job, _ in work]
         inflight: dict[Any, tuple[int, int, int]] = {}
-        load = collections.Counter()
+        load: collections.Counter = collections.Counter()
+        deaths: collections.Counter = collections.Counter()  # per task: workers lost running it
+        up = set(range(len(self._actors)))  # actors that take tasks
+        restarting: dict[Any, int] = {}  # an actor's ping -> the actor, until Ray restarted it
+        all_down_since: float | None = None
 
         def next_task(actor: int) -> tuple[int, int] | None:
             held = self._held[actor]
@@ -303,7 +319,7 @@ class RayEngine(Engine):
             return j, pending[j].popleft()
 
         def fill() -> None:
-            for actor in range(len(self._actors)):
+            for actor in sorted(up):
                 while load[actor] <= QUEUE_DEPTH:
                     picked = next_task(actor)
                     if picked is None:
@@ -314,17 +330,74 @@ class RayEngine(Engine):
                     inflight[ref] = (actor, j, i)
                     load[actor] += 1
 
+        def lost(actor: int, j: int, i: int, exc: Exception) -> None:
+            """The worker died under task ``(j, i)``: the task goes back to the queue (for any
+            worker), and the actor takes tasks again once Ray has restarted it."""
+            deaths[j, i] += 1
+            if deaths[j, i] > MAX_RESTARTS:
+                raise RayUnavailableError(
+                    f"A Ray worker died {deaths[j, i]} times running one chunk (out of memory? "
+                    f"nodes leaving?): {exc}"
+                ) from exc
+            pending[j].appendleft(i)
+            if actor in up:
+                up.discard(actor)
+                restarting[self._actors[actor].pid.remote()] = actor
+
         with ChunkProgress(work, progress=progress, desc=desc) as bar:
             fill()
-            while inflight:
-                ready, _ = self.ray.wait(list(inflight), num_returns=1)
+            while inflight or any(pending):
+                ready, _ = self.ray.wait(
+                    [*inflight, *restarting], num_returns=1, timeout=RESTART_NOTE_S
+                )
+                if not ready:
+                    all_down_since = self._stalled(up, restarting, all_down_since)
+                    continue
                 for ref in ready:
+                    if ref in restarting:
+                        actor = restarting.pop(ref)
+                        try:
+                            self.ray.get(ref)
+                            up.add(actor)  # restarted
+                        except self.ray.exceptions.ActorUnavailableError:
+                            time.sleep(0.5)  # still restarting: ask again
+                            restarting[self._actors[actor].pid.remote()] = actor
+                        except self.ray.exceptions.RayActorError:
+                            pass  # Ray gave up on it (restarts spent): it stays out
+                        continue
                     actor, j, i = inflight.pop(ref)
                     load[actor] -= 1
-                    result = self._get(ref)
+                    try:
+                        result = self._get(ref)
+                    except self.ray.exceptions.RayActorError as exc:
+                        lost(actor, j, i, exc)
+                        continue
                     bar.done(j, i)
                     yield j, i, result[0]
+                if up:
+                    all_down_since = None
                 fill()
+
+    def _stalled(self, up: set, restarting: dict, since: float | None) -> float | None:
+        """No result for a while: say so when every worker is down, and stop after
+        ``RESTART_TIMEOUT_S`` of that (chunks already stored stay in the cache)."""
+        if up or not restarting:
+            return None
+        now = time.time()
+        since = since or now
+        print(
+            f"wmprobe: all {len(self._actors)} Ray workers are down, waiting for Ray to restart "
+            "them (nodes left? add nodes, or stop with Ctrl-C and rerun later).",
+            file=sys.stderr,
+            flush=True,
+        )
+        if now - since > RESTART_TIMEOUT_S:
+            raise RayUnavailableError(
+                f"No Ray worker came back within {RESTART_TIMEOUT_S:.0f} s after all "
+                f"{len(self._actors)} were lost; the chunks computed so far are in the cache, "
+                "and the same command on a cluster with room for workers computes the rest."
+            )
+        return since
 
     def _get(self, ref) -> Any:
         """A task's result; a WmprobeError raised in a worker comes back as itself."""
@@ -335,11 +408,6 @@ class RayEngine(Engine):
             if isinstance(cause, WmprobeError):
                 raise cause from None
             raise
-        except self.ray.exceptions.RayActorError as exc:
-            raise RayUnavailableError(
-                f"A Ray worker died {MAX_RESTARTS + 1} times running one chunk (out of memory? "
-                f"nodes leaving?): {exc}"
-            ) from exc
 
     def close(self) -> None:
         """Stop the pool; disconnect from the cluster, or stop the Ray instance started here."""
