@@ -15,7 +15,7 @@ one (``unshare --net``; the bench starts itself again there), so that the two-no
 over 127.0.0.1 and not over the machine's network address (see
 :mod:`wmprobe.extraction.engines.cluster`); the first line says which.
 
-    PYTHONPATH=src python bench/engines.py [--n 512] [--images ../shared/data/imagenet-samples]
+    PYTHONPATH=src python bench/engines.py [--n 896] [--images ../shared/data/imagenet-samples]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=SAMPLES)
-    parser.add_argument("--n", type=int, default=512, help="images measured per engine")
+    parser.add_argument("--n", type=int, default=896, help="images measured per engine")
     parser.add_argument(
         "--warm", type=int, default=64, help="images of the warm-up run (a chunk for every worker)"
     )
