@@ -105,6 +105,30 @@ def test_a_factory_model_whose_code_changed_is_computed_again(tmp_path, records,
     np.testing.assert_allclose(acts.get("logits", "clean"), 2 * before, rtol=1e-5)
 
 
+def test_another_torch_or_torchvision_version_is_computed_again(tmp_path, records, monkeypatch):
+    import torchvision
+
+    cache = ActivationCache(tmp_path / "cache")
+    model = load_model(_counting.register("counting_versions"), device="cpu")
+    assert _run(model, records, cache).frames_computed > 0
+    assert _run(load_model("counting_versions", device="cpu"), records, cache).frames_computed == 0
+    monkeypatch.setattr(torch, "__version__", "9.9.9")  # an upgrade: other kernels, other bits
+    upgraded = load_model("counting_versions", device="cpu")
+    assert upgraded.code_hash() != model.code_hash()
+    assert _run(upgraded, records, cache).frames_computed > 0
+
+    monkeypatch.undo()
+    plain = load_model("tiny_test_net", device="cpu")
+    uses_torchvision = load_model("tiny_test_net", device="cpu")
+    uses_torchvision.module.add_module("tv", torchvision.ops.misc.Permute([0, 1, 2, 3]))
+    uses_torchvision._code = None
+    before = (plain.code_hash(), uses_torchvision.code_hash())
+    monkeypatch.setattr(torchvision, "__version__", torchvision.__version__ + "+other")
+    plain._code, uses_torchvision._code = None, None  # hashed again
+    assert uses_torchvision.code_hash() != before[1]  # it uses a torchvision module
+    assert plain.code_hash() == before[0]  # it does not
+
+
 def test_an_unsafe_loaded_pickled_model_is_keyed_on_its_bytes(tmp_path, records, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "wmp_pickled_net.py").write_text(PICKLED)

@@ -14,7 +14,8 @@ Layout (readable; every entry's key is spelled out in its ``manifest.json``)::
 
 The key holds everything the values depend on: the images (ids and the sha1 of their bytes), the
 model name, a checksum of its weights and one of its code (see
-:meth:`~wmprobe.models.loaded.LoadedModel.code_hash`), the device type and autocast dtype, the
+:meth:`~wmprobe.models.loaded.LoadedModel.code_hash`: also the torch, torchvision and timm
+versions it uses), the device type and autocast dtype, the
 variant (``clean`` or a scenario: its spec hash and the seed), the layer, the reduction, the
 preprocessing (frame size, input size, mean, std, JPEG quality), the dtype and the batch size (see
 :mod:`wmprobe.extraction.chunks`). The clean variant

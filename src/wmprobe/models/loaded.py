@@ -71,18 +71,25 @@ class LoadedModel:
     def code_hash(self) -> str:
         """A checksum of the code that computes the model beyond its parameters.
 
-        The source of every module class that does not come from torch, torchvision or timm
-        (whose code goes with their installed version), and what the spec adds: a
-        ``package.module:factory``'s module source, an ``--unsafe-load`` checkpoint's bytes.
-        Activation caches key on it, so editing a model's code computes its activations again.
+        The source of every module class that does not come from torch, torchvision or timm,
+        the installed version of those of them the model uses (torch always: its kernels compute
+        every model), and what the spec adds: a ``package.module:factory``'s module source, an
+        ``--unsafe-load`` checkpoint's bytes. Activation caches key on it, so editing a model's
+        code or upgrading torch computes its activations again.
         """
         if self._code is None:
             digest = hashlib.blake2b(digest_size=20)
             classes = {type(m) for m in self.module.modules()}
+            libraries = {"torch"}  # its kernels compute every model
             for cls in sorted(classes, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
-                if cls.__module__.split(".")[0] not in _VERSIONED_LIBRARIES:
+                package = cls.__module__.split(".")[0]
+                if package in _VERSIONED_LIBRARIES:
+                    libraries.add(package)
+                else:
                     name = f"{cls.__module__}.{cls.__qualname__}"
                     digest.update(f"{name}|{source_digest(cls)}\n".encode())
+            for package in sorted(libraries):
+                digest.update(f"{package}=={_version_of(package)}\n".encode())
             if self.spec.code is not None:
                 digest.update(f"spec|{self.spec.code()}\n".encode())
             self._code = digest.hexdigest()
@@ -94,8 +101,15 @@ class LoadedModel:
         return torch.bfloat16 if self.device.type == "cuda" else None
 
 
-#: Packages whose module classes are not hashed into :meth:`LoadedModel.code_hash`.
+#: Packages whose module classes are hashed into :meth:`LoadedModel.code_hash` by their version.
 _VERSIONED_LIBRARIES = ("torch", "torchvision", "timm")
+
+
+def _version_of(package: str) -> str:
+    """The installed version of ``package`` (its ``__version__``)."""
+    import importlib
+
+    return str(getattr(importlib.import_module(package), "__version__", "unknown"))
 
 
 def source_digest(obj) -> str:
