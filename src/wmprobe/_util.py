@@ -11,8 +11,10 @@ Example:
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -22,7 +24,8 @@ _CHUNK = 1 << 20
 
 
 def file_digests(path: str | Path, algorithms: Iterable[str] = ("sha256",)) -> tuple[str, ...]:
-    """Hex digests of a file's bytes, one per hashlib algorithm, from one chunked read.
+    """Hex digests of a file's bytes, one per hashlib algorithm, from one chunked read; an
+    ``OSError`` for anything but a regular file (a FIFO or a device is never read).
 
     Example:
         >>> import tempfile
@@ -32,7 +35,11 @@ def file_digests(path: str | Path, algorithms: Iterable[str] = ("sha256",)) -> t
         ['ba7816bf', '90015098']
     """
     hashes = [hashlib.new(name, usedforsecurity=False) for name in algorithms]
-    with open(path, "rb") as fh:
+    # O_NONBLOCK: a FIFO put in the file's place is refused below instead of blocking the open
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         while block := fh.read(_CHUNK):
             for h in hashes:
                 h.update(block)

@@ -222,3 +222,20 @@ def test_the_locks_a_run_holds_do_not_grow_with_its_entries(tmp_path):
             release(locks)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="this system has no FIFOs")
+def test_a_fifo_in_an_images_place_is_unreadable_not_waited_on(tmp_path):
+    import threading
+
+    from wmprobe.extraction.file_hashes import FileHashes
+
+    fifo = tmp_path / "img.png"
+    os.mkfifo(fifo)  # no writer: opening it for reading would block for ever
+    got: list[list[str]] = []
+    worker = threading.Thread(
+        target=lambda: got.append(FileHashes(tmp_path / "files.sqlite")([fifo])), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=10)
+    assert got == [["unreadable:OSError"]]

@@ -320,7 +320,7 @@ def load_recipe(recipe: ModelRecipe, resources: WorkerResources) -> LoadedModel:
         raise WmprobeError(
             f"A worker's code for {recipe.spec.name} differs from the driver's (checksum "
             f"{model.code_hash()[:12]}, the driver has {recipe.code[:12]}); install the same "
-            "wmprobe and model packages on every node."
+            "wmprobe, model packages and torch/torchvision/timm versions on every node."
         )
     return model
 
