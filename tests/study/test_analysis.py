@@ -62,6 +62,18 @@ def test_class_ranking_keeps_only_classes_every_model_has():
     assert ranking.groupby(["side", "unit"]).size().eq(2).all()
 
 
+def test_class_ranking_does_not_mix_classes_of_models_with_other_outputs():
+    imagenet = synthetic_table(models=("a", "b"), scenarios=("chinese",), classes=12)
+    ten = synthetic_table(models=("c",), scenarios=("chinese",), classes=10, seed=1)
+    names = {u: f"imagenet_{u}" for u in range(12)} | {3: "class_3"}  # one name in common
+    logits = imagenet.layer == "logits"
+    imagenet.loc[logits, "class_name"] = imagenet.loc[logits, "unit"].map(names)
+    ranking = analysis.class_ranking(pd.concat([imagenet, ten], ignore_index=True), k=5)
+    assert set(ranking["unit"]) == {3} and set(ranking["class_name"]) == {"class_3"}
+    assert sorted(ranking.drop_duplicates("side")["side"]) == ["bottom", "top"]
+    assert ranking.groupby("side").size().eq(3).all()  # unit 3 of a, b and c
+
+
 def test_sensitive_counts_match_a_direct_count():
     table = synthetic_table()
     counts = analysis.sensitive_counts(table)

@@ -195,33 +195,37 @@ def class_ranking(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:
     Long format, one row per (scenario, side, class, model): ``scenario``, ``side`` (``top`` or
     ``bottom``), ``rank`` (1 = most extreme), ``unit``, ``class_name``, ``mean_auc``, ``model``,
     ``auc``, and ``ci_low``/``ci_high`` when the table has them. Only classes that every model
-    audited in that scenario has are ranked.
+    audited in that scenario has are ranked: the same output unit with the same class name (a
+    10-class model's unit 6 is not an ImageNet model's unit 6).
     """
     _check(table)
     if k < 1:
         raise InvalidArgumentError(f"Expected argument `k` to be >= 1 but got {k}")
-    logits = table[table["layer"] == "logits"]
+    logits = table[table["layer"] == "logits"].copy()
+    logits["class_name"] = logits["class_name"].fillna("").astype(str)
     extra = [c for c in ("ci_low", "ci_high") if c in logits.columns]
     frames = []
     for scenario in _in_order(logits["scenario"]):
         rows = logits[logits["scenario"] == scenario]
         models = _in_order(rows["model"])
-        wide = rows.pivot_table(index="unit", columns="model", values="auc", aggfunc="first")
+        wide = rows.pivot_table(
+            index=["unit", "class_name"], columns="model", values="auc", aggfunc="first"
+        )
         wide = wide[models].dropna()
         mean = wide.mean(axis=1).sort_values(ascending=False, kind="stable")
         sides = {"top": mean.index[:k], "bottom": mean.index[::-1][:k]}
-        names = rows.drop_duplicates("unit").set_index("unit")["class_name"]
-        for side, units in sides.items():
-            for rank, unit in enumerate(units, start=1):
-                part = rows[rows["unit"] == unit].set_index("model").loc[models]
+        for side, classes in sides.items():
+            for rank, (unit, name) in enumerate(classes, start=1):
+                part = rows[(rows["unit"] == unit) & (rows["class_name"] == name)]
+                part = part.drop_duplicates("model").set_index("model").loc[models]
                 frame = pd.DataFrame(
                     {
                         "scenario": scenario,
                         "side": side,
                         "rank": rank,
                         "unit": int(unit),
-                        "class_name": names.loc[unit],
-                        "mean_auc": float(mean.loc[unit]),
+                        "class_name": name,
+                        "mean_auc": float(mean.loc[(unit, name)]),
                         "model": models,
                         "auc": part["auc"].to_numpy(dtype=float),
                     }
