@@ -345,7 +345,11 @@ def audit(
         pretrained=not random_weights,
         allow_download=download_weights,
     )
-    baseline_lines = _check_baseline(images, out, limit, keep_watermarked) if check_baseline else []
+    baseline_lines = (
+        _check_baseline(images, out, limit, keep_watermarked, options["engine"])
+        if check_baseline
+        else []
+    )
     for line in baseline_lines if len(names) > 1 else []:
         click.echo(line)
     if len(names) == 1:
@@ -388,13 +392,15 @@ def audit(
         )
 
 
-def _check_baseline(images: Path, out: Path, limit, keep_watermarked) -> list[str]:
-    """``audit --check-baseline``: scan the audit's own images into OUT/baseline_scan."""
+def _check_baseline(images: Path, out: Path, limit, keep_watermarked, engine) -> list[str]:
+    """``audit --check-baseline``: scan the audit's own images into OUT/baseline_scan, on the
+    audit's engine."""
     from wmprobe.probes.images import scan_folder
     from wmprobe.scanning.baseline import check_baseline
 
     records = scan_folder(images, keep_watermarked=keep_watermarked, limit=limit).records
-    check = check_baseline(images, out / "baseline_scan", paths=[str(r.path) for r in records])
+    paths = [str(r.path) for r in records]
+    check = check_baseline(images, out / "baseline_scan", paths=paths, engine=engine)
     return check.lines()
 
 

@@ -205,3 +205,38 @@ def test_a_wrong_ray_address_is_a_one_line_error_naming_it(folder, tmp_path):
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "No Ray cluster at '127.0.0.1:1'" in lines[0]
+
+
+def test_the_baseline_check_scans_on_the_engine_it_is_given(
+    folder, detector_file, ray_engine, tmp_path, monkeypatch
+):
+    from wmprobe.scanning.baseline import check_baseline
+
+    here = check_baseline(folder, tmp_path / "here", detector=detector_file, fpr=0.1, device="cpu")
+    calls = []
+    real = remote.score_on_engine
+    monkeypatch.setattr(remote, "score_on_engine", lambda *a, **k: calls.append(1) or real(*a, **k))
+    there = check_baseline(
+        folder, tmp_path / "ray", detector=detector_file, fpr=0.1, device="cpu", engine=ray_engine
+    )
+    assert calls  # scored by the Ray workers
+    assert there.flagged == here.flagged and there.scored == here.scored
+    assert (tmp_path / "ray" / "scores.csv").read_bytes() == (
+        tmp_path / "here" / "scores.csv"
+    ).read_bytes()
+
+
+def test_audit_check_baseline_uses_the_audits_engine(image_dir, tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="--engine ray needs the wmprobe[ray] extra")
+    from wmprobe.scanning import baseline
+
+    engines = []
+    real = baseline.scan
+    monkeypatch.setattr(
+        baseline, "scan", lambda *a, **k: engines.append(k.get("engine")) or real(*a, **k)
+    )
+    args = ["audit", "--images", str(image_dir), "--out", str(tmp_path / "run")]
+    args += ["--model", "tiny_test_net", "--scenarios", "chinese", "--quiet", "--limit", "4"]
+    result = CliRunner().invoke(main, [*args, "--engine", "ray", "--check-baseline"])
+    assert result.exit_code == 0, result.output
+    assert [getattr(e, "name", None) for e in engines] == ["ray"]

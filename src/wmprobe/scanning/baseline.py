@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wmprobe.scanning.run import DEFAULT_FPR, scan
+
+if TYPE_CHECKING:
+    from wmprobe.extraction.engines.base import Engine
 
 
 @dataclass
@@ -44,9 +48,13 @@ def check_baseline(
     detector: str | Path | None = None,
     fpr: float = DEFAULT_FPR,
     device: str = "auto",
+    engine: Engine | None = None,
 ) -> BaselineCheck:
-    """Scan the baseline images (``paths``, default: every image under ``images``) into ``out``."""
-    result = scan(images, out, detector=detector, paths=paths, fpr=fpr, device=device, top=48)
+    """Scan the baseline images (``paths``, default: every image under ``images``) into ``out``,
+    on ``engine`` (None: here; see :func:`~wmprobe.scanning.run.scan`)."""
+    result = scan(
+        images, out, detector=detector, paths=paths, fpr=fpr, device=device, top=48, engine=engine
+    )
     root = str(Path(images).expanduser()).rstrip("/") + "/"
     flagged = [p[len(root) :] if p.startswith(root) else p for p in result.flagged["path"]]
     return BaselineCheck(
