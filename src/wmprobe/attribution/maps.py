@@ -22,6 +22,7 @@ model's input size when it differs), as float32 ``[B, 224, 224]``.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,7 +33,7 @@ from torch import nn
 
 from wmprobe.errors import InvalidArgumentError, LayerError, OptionalDependencyError
 from wmprobe.models import LayerTaps, LoadedModel, resolve_layers
-from wmprobe.models.layers import FEATURES, LOGITS, channels_last
+from wmprobe.models.layers import FEATURES, LOGITS, channels_last, trace_forward
 from wmprobe.probes.images import FRAME_SIZE
 
 METHODS = ("gradcam", "ig", "lrp", "activation")
@@ -71,32 +72,14 @@ def spatial_layer(model: LoadedModel, layer: str) -> str | None:
     like EfficientNet's activation, is passed over): ``layer4`` of a ResNet, ``_bn1`` (the head's
     batch norm, before its ReLU6) of EfficientNet-Lite. None for token models.
     """
-    module = model.module
-    fired: list[tuple[str, tuple[int, ...]]] = []
-    calls: dict[str, int] = {}
-    handles = []
-
-    def hook(path: str):
-        def record(mod, inputs, output) -> None:
-            calls[path] = calls.get(path, 0) + 1
-            if torch.is_tensor(output):
-                fired.append((path, tuple(output.shape[1:])))
-
-        return record
-
     wanted = None if layer in (LOGITS, FEATURES) else layer
-    for path, sub in module.named_modules():
-        if path and (wanted is None or path == wanted):
-            handles.append(sub.register_forward_hook(hook(path)))
-    size = model.spec.input_size
-    try:
-        with torch.inference_mode():
-            module(torch.zeros(1, 3, size, size, device=model.device))
-    finally:
-        for h in handles:
-            h.remove()
-    for path, shape in reversed(fired):
-        if calls[path] == 1 and len(shape) == 3 and not channels_last(shape) and min(shape[1:]) > 1:
+    paths = [p for p, _ in model.module.named_modules() if p and (wanted is None or p == wanted)]
+    fired = trace_forward(model, paths)
+    calls = collections.Counter(path for path, _, _ in fired)
+    for path, _, shape in reversed(fired):
+        if shape is None or calls[path] != 1:
+            continue
+        if len(shape) == 3 and not channels_last(shape) and min(shape[1:]) > 1:
             return path
     return None
 

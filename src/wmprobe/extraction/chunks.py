@@ -301,6 +301,13 @@ class ModelRecipe:
     device: str = "cpu"
     code: str | None = None
 
+    @classmethod
+    def of(cls, model: LoadedModel) -> ModelRecipe:
+        """The recipe of the driver's loaded ``model``."""
+        return cls(
+            model.spec, model.pretrained, model.weights_hash(), model.device.type, model.code_hash()
+        )
+
 
 def load_recipe(recipe: ModelRecipe, resources: WorkerResources) -> LoadedModel:
     """The model of ``recipe`` loaded on a worker, refused unless its device, weights and code
@@ -336,10 +343,7 @@ def extraction_job(model: LoadedModel, plan: ExtractionPlan, *, remote: bool) ->
     """The :class:`~wmprobe.extraction.engines.base.Job` that computes ``plan``'s chunks with
     ``model``: the model itself here, or rebuilt from its spec once per remote worker."""
     if remote:
-        recipe = ModelRecipe(
-            model.spec, model.pretrained, model.weights_hash(), model.device.type, model.code_hash()
-        )
-        setup = functools.partial(load_recipe, recipe)
+        setup = functools.partial(load_recipe, ModelRecipe.of(model))
     else:
         setup = functools.partial(_return, model)
     return Job(

@@ -22,7 +22,7 @@ Reduction to one value per unit:
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -228,21 +228,19 @@ def _spatial(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape[:2]) if channels_last(shape) else tuple(shape[1:])
 
 
-def probe_shapes(model: LoadedModel, paths: Sequence[str] | None = None) -> list[LayerInfo]:
-    """Output shape (per image) and unit count of modules, from one forward pass of one image.
-
-    On a model built on the ``meta`` device this costs no compute.
-    """
+def trace_forward(model: LoadedModel, paths: Iterable[str]) -> list[tuple[str, str, tuple | None]]:
+    """``(path, module class, output shape per image)`` of the modules at ``paths``, in the order
+    they fire during one forward pass of one zero image (a module that runs twice appears twice;
+    the shape is None for a non-tensor output)."""
     module = model.module
-    wanted = set(_module_paths(module) if paths is None else paths)
-    seen: dict[str, list] = {}
+    wanted = set(paths)
+    fired: list[tuple[str, str, tuple | None]] = []
     handles = []
 
     def hook(path: str):
         def record(mod, inputs, output) -> None:
-            entry = seen.setdefault(path, [type(mod).__name__, None, 0])
-            entry[1] = tuple(output.shape[1:]) if torch.is_tensor(output) else None
-            entry[2] += 1
+            shape = tuple(output.shape[1:]) if torch.is_tensor(output) else None
+            fired.append((path, type(mod).__name__, shape))
 
         return record
 
@@ -256,6 +254,21 @@ def probe_shapes(model: LoadedModel, paths: Sequence[str] | None = None) -> list
     finally:
         for h in handles:
             h.remove()
+    return fired
+
+
+def probe_shapes(model: LoadedModel, paths: Sequence[str] | None = None) -> list[LayerInfo]:
+    """Output shape (per image) and unit count of modules, from one forward pass of one image.
+
+    On a model built on the ``meta`` device this costs no compute.
+    """
+    module = model.module
+    fired = trace_forward(model, _module_paths(module) if paths is None else paths)
+    seen: dict[str, list] = {}
+    for path, kind, shape in fired:
+        entry = seen.setdefault(path, [kind, None, 0])
+        entry[1] = shape
+        entry[2] += 1
     out = []
     for path, _ in module.named_modules():
         if path in seen:

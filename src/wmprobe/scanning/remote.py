@@ -96,9 +96,7 @@ def scan_job(
     recipe = ScanRecipe(
         detector=detector_source(detector, det),
         digest=det.digest(),
-        model=ModelRecipe(
-            model.spec, model.pretrained, model.weights_hash(), model.device.type, model.code_hash()
-        ),
+        model=ModelRecipe.of(model),
         layer=tap.layer,
         batch_size=batch_size,
     )
