@@ -27,6 +27,7 @@ ray = pytest.importorskip("ray", reason="the Ray engine's tests need the wmprobe
 import tests._counting  # noqa: E402, F401 - registers counting_net (it can sleep per batch)
 from wmprobe.auditing.run import audit  # noqa: E402
 from wmprobe.extraction.cache import ActivationCache  # noqa: E402
+from wmprobe.extraction.engines.base import Job  # noqa: E402
 from wmprobe.extraction.engines.cluster import free_port, loopback_only  # noqa: E402
 from wmprobe.extraction.engines.ray import RayEngine, RayUnavailableError  # noqa: E402
 
@@ -88,6 +89,18 @@ def test_a_worker_killed_mid_run_is_retried_to_the_same_tables(
         assert killed, "the worker was not killed during the run"
         assert engine.worker_pids(fresh=True)[0] != killed[0]  # Ray restarted the actor
     assert tables == local
+
+
+def _pids(state, tasks, resources) -> list[int]:
+    return [os.getpid() for _ in tasks]
+
+
+def test_the_last_tasks_go_to_idle_workers_not_behind_a_busy_one():
+    job = Job(key="pids", setup=lambda resources: None, run=_pids)
+    with RayEngine(num_cpus=3, object_store_memory=STORE) as engine:  # 2 workers of 1 CPU
+        pids = dict(engine.map_chunks(job, [[0], [1]]))
+        assert len(engine.started_workers()) == 2
+    assert pids[0] != pids[1]  # not both queued on the first worker
 
 
 def test_a_wrong_address_is_a_clear_error_naming_it():

@@ -52,7 +52,9 @@ MAX_RESTARTS = 4
 RESTART_NOTE_S = 60.0
 #: Seconds with every worker lost (none restarted) before the run stops with an error.
 RESTART_TIMEOUT_S = 900.0
-#: Tasks queued per actor beyond the one it runs (results transfer while the next chunk runs).
+#: Tasks queued per actor beyond the one it runs (results transfer while the next chunk runs);
+#: none once fewer tasks are left than workers, so that the run does not end waiting on one
+#: worker's queue while another is idle.
 QUEUE_DEPTH = 1
 
 
@@ -319,8 +321,12 @@ class RayEngine(Engine):
             return j, pending[j].popleft()
 
         def fill() -> None:
-            for actor in sorted(up):
-                while load[actor] <= QUEUE_DEPTH:
+            """A task for every idle worker first, then one queued behind each busy worker while
+            at least as many tasks are left as workers (the last ones wait for a free worker)."""
+            for depth in range(QUEUE_DEPTH + 1):
+                for actor in sorted(up):
+                    if load[actor] != depth or (depth and sum(map(len, pending)) < len(up)):
+                        continue
                     picked = next_task(actor)
                     if picked is None:
                         return
