@@ -24,6 +24,7 @@ from wmprobe.stats.core import (
     unit_table,
 )
 from wmprobe.stats.output_metrics import CARTON_INDEX, output_metrics, top_flip_classes
+from wmprobe.stats.rank import as_pair, swapped_u_statistics
 
 #: The quantile of the permutation-null d values that a unit must exceed to be ``calibrated``.
 NULL_QUANTILE = 0.999
@@ -86,6 +87,10 @@ def permutation_null_d(
         raise InvalidArgumentError(
             f"Expected argument `swaps` of shape [n_perm, {c.shape[0]}] but got {swaps.shape}"
         )
+    cm, pm = as_pair(c, p, check_finite=False)
+    u = swapped_u_statistics(cm, pm, swaps, names=("clean", "probe"))
+    if u is not None:  # one sort for every permutation
+        return differentiability(u / (cm.shape[0] * pm.shape[0]))
     out = np.empty((swaps.shape[0], c.shape[1]))
     for i, swap in enumerate(swaps):
         s = swap[:, None]

@@ -296,3 +296,50 @@ def placements(k: np.ndarray, n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]
     v10 = (clean_below + clean_excl)[mask].reshape(m, n1) / (2.0 * n0)
     v01 = (2 * n1 - probe_upto - probe_excl)[~mask].reshape(m, n0) / (2.0 * n1)
     return v10, v01
+
+
+def swapped_u_statistics(
+    clean: np.ndarray, probe: np.ndarray, swaps: np.ndarray, names: tuple[str, str] | None = None
+) -> np.ndarray | None:
+    """U statistic of every unit after each sign flip: ``[n_perm, n_units]``, or None when the
+    values have no float32 keys (the caller then sorts each permutation itself).
+
+    ``clean`` and ``probe`` ``[n, n_units]`` are paired (row i of both is one image); in
+    permutation k, image i's two values trade sides where ``swaps[k, i]``. The values of a unit
+    are the same in every permutation, so one sort gives their midranks, and each permutation's U
+    is the sum of the midranks on the probe side, less ``n (n + 1) / 2``. The sums are of halves
+    below 2**52, exact in float64: the result equals :func:`u_statistics` of each permutation.
+    ``names``: check finiteness too.
+    """
+    n, n_units = clean.shape
+    fast = _float32_keys(clean, probe, names)
+    if fast is None:
+        return None
+    flips = np.asarray(swaps, dtype=np.float64)
+    out = np.empty((flips.shape[0], n_units), dtype=np.float64)
+    step = chunk_units(2 * n)
+    position = np.arange(2 * n, dtype=np.uint64)
+    column = np.arange(2 * n)
+    for a in range(0, n_units, step):
+        units = slice(a, min(a + step, n_units))
+        keys = np.empty((units.stop - a, 2 * n), dtype=np.uint64)
+        np.copyto(keys[:, :n].T, fast[0][:, units])  # walk the inputs row by row
+        np.copyto(keys[:, n:].T, fast[1][:, units])
+        keys <<= np.uint64(32)
+        keys |= position  # value, then where it came from (clean 0..n-1, probe n..2n-1)
+        keys.sort(axis=1)
+        value = keys >> np.uint64(32)
+        new = value[:, 1:] != value[:, :-1]
+        starts = np.ones(keys.shape, dtype=bool)
+        starts[:, 1:] = new
+        ends = np.ones(keys.shape, dtype=bool)
+        ends[:, :-1] = new
+        first = np.maximum.accumulate(np.where(starts, column, 0), axis=1)
+        last = np.minimum.accumulate(np.where(ends, column, 2 * n - 1)[:, ::-1], axis=1)[:, ::-1]
+        ranks = np.empty(keys.shape, dtype=np.float64)
+        where = (keys & np.uint64(0xFFFFFFFF)).astype(np.intp)
+        np.put_along_axis(ranks, where, (first + last) / 2.0 + 1.0, axis=1)
+        kept = ranks[:, n:].sum(axis=1)  # every image's probe value on the probe side
+        traded = np.einsum("kn,un->ku", flips, ranks[:, :n] - ranks[:, n:])
+        out[:, units] = kept + traded - n * (n + 1) / 2.0
+    return out
