@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import wmprobe.extraction.cache as cache_module
 from tests import _counting
 from tests.conftest import IMAGENET_SAMPLES, REPO, needs_imagenet_samples
 from wmprobe.auditing.tables import audit_table
 from wmprobe.extraction.activations import extract
-from wmprobe.extraction.cache import ActivationCache, EntryKey
+from wmprobe.extraction.cache import ActivationCache, CacheError, EntryKey
 from wmprobe.models import load_model
 from wmprobe.probes.images import ImageRecord, scan_folder
 from wmprobe.probes.scenario import Scenario
@@ -209,6 +210,34 @@ def test_every_key_field_changes_the_digest_and_folder():
         changed = dataclasses.replace(base, **{f.name: 95 if value is None else other[type(value)]})
         assert changed.digest() != base.digest(), f.name
         assert changed.folder() != base.folder(), f.name
+
+
+def _entry_key(**changes) -> EntryKey:
+    fields = dict(
+        model="m", weights="w", code="c", device="cpu", autocast=None, variant="latin",
+        artifact="a", seed=0, layer="logits", reduction="mean", frame_size=224, input_size=224,
+        mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6), jpeg_quality=None, images="i", n_images=7,
+        dtype="float32",
+    )  # fmt: skip
+    return EntryKey(**{**fields, **changes})
+
+
+def test_chunks_written_through_renewed_maps_read_back_exactly(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_module, "REMAP_WRITES", 2)  # a fresh map every second chunk
+    entry = ActivationCache(tmp_path / "cache", chunk_size=2).entry(_entry_key())
+    entry.begin()
+    values = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+    for index in (3, 0, 2, 1):  # in any order; the last chunk is short
+        rows = values[2 * index : 2 * index + 2]
+        entry.write_chunk(index, rows, np.ones(len(rows), bool), {}, None)
+    entry.finish()
+    assert entry.usable() and entry.problem() is None
+    np.testing.assert_array_equal(entry.open_values(), values)
+    with pytest.raises(CacheError, match="gave 4 units now and 5 before"):
+        other = ActivationCache(tmp_path / "cache", chunk_size=2).entry(_entry_key(seed=1))
+        other.begin()
+        other.write_chunk(0, values[:2], np.ones(2, bool), {}, None)
+        other.write_chunk(1, values[2:4, :4], np.ones(2, bool), {}, None)
 
 
 def test_clean_entry_is_shared_by_a_new_scenario(records, tmp_path):

@@ -21,7 +21,8 @@ preprocessing (frame size, input size, mean, std, JPEG quality), the dtype and t
 :mod:`wmprobe.extraction.chunks`). The clean variant
 does not depend on the seed or the scenarios, so one clean entry serves every scenario and seed.
 
-Chunks of images are written with ``pwrite`` and then marked done by an atomic rename, so a killed
+Chunks of images are written into a shared memory map of values.npy (the page cache, as a write
+call would) and then marked done by an atomic rename, so a killed
 run leaves only whole chunks behind and the next run computes the rest. Before an entry is used or
 resumed it is checked: the ``.npy`` header (dtype, shape, order) and the file size against the
 manifest, rows.json and every chunk against their CRC-32. A damaged entry is computed again, and a
@@ -61,6 +62,9 @@ DEFAULT_CHUNK = 256
 DTYPES = ("float32", "float16")
 #: Lock files per model folder; a run holds at most this many locks, however many entries.
 LOCK_STRIPES = 64
+#: Chunk writes into one memory map of values.npy before it is mapped afresh: the map saves a
+#: write call per unit and chunk, and renewing it keeps the pages it holds few.
+REMAP_WRITES = 64
 
 
 def default_cache_dir() -> Path:
@@ -128,6 +132,11 @@ def _io(method):
     return wrapper
 
 
+def write_rows(target: np.ndarray, start: int, rows: np.ndarray) -> None:
+    """Rows ``start:start + len(rows)`` of a values map (every unit)."""
+    target[start : start + rows.shape[0]] = rows
+
+
 def crc32(values: np.ndarray) -> int:
     """CRC-32 of a block of rows ``[rows, units]`` as laid out in Fortran order (unit by unit).
 
@@ -161,6 +170,8 @@ class CacheEntry:
         self._offset: int | None = None
         self._rows: dict | None = None
         self._checked = False
+        self._writer: np.memmap | None = None  # values.npy mapped for writing, during a run
+        self._writes = 0
 
     @property
     def n_images(self) -> int:
@@ -332,7 +343,7 @@ class CacheEntry:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         (self.path / "chunks").mkdir()
         self._write_manifest(complete=False, n_units=None)
-        self._offset, self._rows, self._checked = None, None, False
+        self._offset, self._rows, self._checked, self._writer = None, None, False, None
 
     def _write_manifest(
         self,
@@ -382,18 +393,11 @@ class CacheEntry:
                 raise CacheError(
                     f"Chunk {index} of {self.path} has {values.shape[0]} rows, not {rows}"
                 )
-            self._ensure_values(values.shape[1])
             cols = np.asfortranarray(values, dtype=self.key.dtype)
             crc = crc32(cols)
-            itemsize = cols.dtype.itemsize
-            offset = self._data_offset()
-            fd = os.open(self.path / "values.npy", os.O_WRONLY)
-            try:
-                for unit in range(cols.shape[1]):
-                    pos = offset + (unit * self.n_images + start) * itemsize
-                    os.pwrite(fd, memoryview(cols[:, unit]).cast("B"), pos)
-            finally:
-                os.close(fd)
+            target = self._values_map(cols.shape[1])
+            if target is not None:
+                write_rows(target, start, cols)
         record = {
             "rows": [start, start + rows],
             "ok": ok.tolist(),
@@ -402,6 +406,26 @@ class CacheEntry:
             "crc32": crc,
         }
         atomic_write(self.path / "chunks" / f"{index:06d}.json", json.dumps(record))
+
+    def _values_map(self, n_units: int) -> np.memmap | None:
+        """values.npy (made first if need be) mapped for writing, renewed every REMAP_WRITES
+        chunks; None when there are no units (nothing to write)."""
+        if self._writer is None or self._writes >= REMAP_WRITES or self._writer.shape[1] != n_units:
+            self._writer = None
+            self._ensure_values(n_units)  # also: the same number of units as before
+            if n_units == 0:
+                return None
+            self._writer = np.memmap(
+                self.path / "values.npy",
+                dtype=self.key.dtype,
+                mode="r+",
+                offset=self._data_offset(),
+                shape=(self.n_images, n_units),
+                order="F",
+            )
+            self._writes = 0
+        self._writes += 1
+        return self._writer
 
     def _ensure_values(self, n_units: int) -> None:
         path = self.path / "values.npy"
@@ -424,6 +448,7 @@ class CacheEntry:
     @_io
     def finish(self) -> None:
         """Gather the chunks' rows into rows.json and mark the entry complete, with checksums."""
+        self._writer = None
         if self.is_complete():
             return
         ok: list[bool] = []
