@@ -257,3 +257,24 @@ def test_a_cluster_that_refuses_the_token_says_what_to_set(monkeypatch):
         listening.listen()
         with pytest.raises(RayUnavailableError, match="RAY_AUTH_TOKEN"):
             RayEngine(f"127.0.0.1:{port}")
+
+
+_IMPORTED_FIRST_CHILD = """
+import ray  # imported before the cluster sets its token: Ray has read its settings already
+from wmprobe.extraction.engines.cluster import LocalCluster
+from wmprobe.extraction.engines.ray import RayEngine
+with LocalCluster(nodes=1, cpus=1, store={store}) as cluster, RayEngine(cluster.address) as engine:
+    print("NODES", len(engine.alive_nodes()))
+"""
+
+
+def test_a_local_cluster_takes_drivers_that_imported_ray_before_it():
+    command = loopback_only([sys.executable, "-c", _IMPORTED_FIRST_CHILD.format(store=STORE)])
+    if command is None:
+        pytest.skip("this machine cannot make a network namespace (`unshare --net`)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+        env.pop(name, None)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "NODES 1" in done.stdout

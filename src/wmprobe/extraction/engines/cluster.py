@@ -127,6 +127,7 @@ class LocalCluster:
             return
         self._saved_env = {k: os.environ.get(k) for k in AUTH_VARIABLES}
         os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+        _reload_ray_auth()
 
     def __enter__(self) -> LocalCluster:
         self._temp = tempfile.mkdtemp(prefix="wmray", dir="/tmp")  # socket paths must be short
@@ -172,7 +173,20 @@ class LocalCluster:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        if self._saved_env:
+            _reload_ray_auth()
         self._saved_env = {}
+
+
+def _reload_ray_auth() -> None:
+    """Make a Ray already imported here read the authentication variables again (it reads them
+    once, at import; ``ray.init`` itself refreshes them this way when it turns tokens on)."""
+    if "ray._raylet" not in sys.modules:
+        return  # read when Ray is imported
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def _die_with_parent() -> None:
@@ -182,8 +196,15 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+#: Seconds a node may take to stop after SIGTERM before its process group gets SIGKILL (``ray
+#: start --block`` stops its processes one after another, waiting on each: ~30 s here).
+GRACE_S = 5
+
+
 def _stop_group(proc: subprocess.Popen, *, graceful: bool = True) -> None:
-    signals = ((signal.SIGTERM, 90), (signal.SIGKILL, 30)) if graceful else ((signal.SIGKILL, 30),)
+    signals = (
+        ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 30)) if graceful else ((signal.SIGKILL, 30),)
+    )
     for sig, wait in signals:
         try:
             os.killpg(proc.pid, sig)
