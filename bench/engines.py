@@ -10,6 +10,11 @@ work only ever slows a round down); the local engine is timed before and after t
 Prints images per second and the ratios, and checks that all three wrote the same activations
 (byte-identical units.csv); the load is printed beside the figures.
 
+What two 1-CPU nodes can reach here is bounded by the machine: the bench also times two local
+1-CPU audits at once, in two processes on half of the images each, right after the two-node Ray,
+and prints how that compares with one (on a virtual machine whose two CPUs share a core, or a
+busy host, it is well below 2).
+
 Everything runs in a network namespace of its own with only loopback where this machine can make
 one (``unshare --net``; the bench starts itself again there), so that the two-node cluster talks
 over 127.0.0.1 and not over the machine's network address (see
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -87,6 +93,61 @@ def _measure(
     return max(rates), tables
 
 
+_HALF = """
+import sys, time
+from pathlib import Path
+sys.path[:0] = {path!r}
+from bench.engines import _run
+from wmprobe.extraction.engines import LocalEngine
+from wmprobe.probes.images import ImageSet, scan_folder
+every = scan_folder({root!r}, limit={limit})
+part = ImageSet(every.root, every.records[{start}:{stop}], {{}})
+warm = ImageSet(every.root, every.records[{n}:], {{}})
+engine, tmp = LocalEngine(threads=1, loader_workers=0), Path({tmp!r})
+_run(engine, warm, tmp, {chunk})
+Path({ready!r}).touch()
+while not Path({go!r}).exists():
+    time.sleep(0.005)
+print("SECONDS", _run(engine, part, tmp, {chunk})[0])
+"""
+
+
+def _two_local_at_once(images: ImageSet, n_warm: int, tmp: Path, chunk: int, rounds: int) -> float:
+    """Images per second of two local 1-CPU audits at once, on half of the images each (two
+    processes started together after their warm-up; the slower one ends the round), best round."""
+    n = len(images.records)
+    rates = []
+    for k in range(rounds):
+        folder = Path(tempfile.mkdtemp(dir=tmp))
+        go = folder / "go"
+        halves = [(0, n // 2), (n // 2, n)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _HALF.format(
+                    path=[str(Path(__file__).resolve().parents[1]), *sys.path],
+                    root=str(images.root), limit=n + n_warm, start=a, stop=b, n=n,
+                    tmp=str(folder), chunk=chunk, ready=str(folder / f"ready{i}"), go=str(go),
+                )],
+                stdout=subprocess.PIPE, text=True,
+            )
+            for i, (a, b) in enumerate(halves)
+        ]  # fmt: skip
+        while not all((folder / f"ready{i}").exists() for i in range(2)):
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError("a local audit of the two-at-once run stopped early")
+            time.sleep(0.01)
+        go.touch()
+        seconds = [float(p.communicate()[0].split("SECONDS")[-1]) for p in procs]
+        rates.append(n / max(seconds))
+        print(
+            f"{'two local 1-CPU at once':28s} {rates[-1]:6.2f} img/s  ({max(seconds):6.1f} s; "
+            f"round {k + 1}; halves {seconds[0]:.1f} s and {seconds[1]:.1f} s)  {_load()}",
+            flush=True,
+        )
+        shutil.rmtree(folder)
+    return max(rates)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, default=SAMPLES)
@@ -124,12 +185,18 @@ def main() -> None:
             two.wait_for_nodes(2)
             print(f"  (two-node Ray started in {time.perf_counter() - start:.1f} s)")
             two_rate, two_tables = _measure("Ray, 2 nodes x 1 CPU", two, *data)
+        pair_rate = _two_local_at_once(images, args.warm, tmp, args.chunk, args.rounds)
         after, _ = _measure("local, 1 CPU (after)", local, *data)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     local_rate = max(before, after)
     print(f"one-node Ray / local:        {one_rate / local_rate:.2f}  (target >= 0.85)")
     print(f"two nodes / one node:        {two_rate / one_rate:.2f}  (target >= 1.7)")
+    print(
+        f"machine: two local / one:    {pair_rate / local_rate:.2f}  (two 1-CPU processes at once "
+        "against one: what two nodes can reach here)"
+    )
+    print(f"two nodes / two local:       {two_rate / pair_rate:.2f}")
     same = one_tables == reference and two_tables == reference
     print(f"units.csv identical on all three engines: {same}")
 
