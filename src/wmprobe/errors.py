@@ -115,6 +115,11 @@ class BadImageError(WmprobeError):
     """One image that cannot be used (an audit counts it as a skip and goes on)."""
 
 
+class ImageChangedError(WmprobeError):
+    """An image's bytes are not those hashed for the cache key (it changed during the run, or a
+    worker sees another file at its path): the run stops."""
+
+
 class ArtifactDoesNotFitError(WmprobeError):
     """An artifact is larger than the image it should be drawn on."""
 

@@ -19,6 +19,7 @@ import wmprobe.extraction.cache as cache_module
 from tests import _counting
 from tests.conftest import IMAGENET_SAMPLES, REPO, needs_imagenet_samples
 from wmprobe.auditing.tables import audit_table
+from wmprobe.errors import ImageChangedError
 from wmprobe.extraction.activations import extract
 from wmprobe.extraction.cache import ActivationCache, CacheError, EntryKey
 from wmprobe.models import load_model
@@ -238,6 +239,30 @@ def test_chunks_written_through_renewed_maps_read_back_exactly(tmp_path, monkeyp
         other.begin()
         other.write_chunk(0, values[:2], np.ones(2, bool), {}, None)
         other.write_chunk(1, values[2:4, :4], np.ones(2, bool), {}, None)
+
+
+def with_wrong_sha1(cache: ActivationCache, name: str) -> ActivationCache:
+    """``cache``, remembering another sha1 for the file called ``name`` than its bytes have (as
+    when the file changes after it was hashed, or a worker sees another file at its path)."""
+    real = cache.file_hashes
+    cache.file_hashes = lambda paths: [
+        "0" * 40 if Path(p).name == name else digest
+        for p, digest in zip(paths, real(paths), strict=True)
+    ]
+    return cache
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_an_image_whose_bytes_are_not_the_hashed_ones_stops_the_run(
+    image_dir, tmp_path, num_workers
+):
+    records = scan_folder(image_dir).records
+    victim = records[5].path.name
+    cache = with_wrong_sha1(ActivationCache(tmp_path / "cache", chunk_size=2), victim)
+    with pytest.raises(ImageChangedError, match=f"{victim} is not the file that was hashed"):
+        _extract(records, cache, num_workers=num_workers)
+    _, acts = _extract(records, ActivationCache(tmp_path / "cache", chunk_size=2))
+    assert not acts.skipped and len(acts.image_ids) == len(records)  # hashed anew: read as usual
 
 
 def test_clean_entry_is_shared_by_a_new_scenario(records, tmp_path):

@@ -26,6 +26,7 @@ ray = pytest.importorskip("ray", reason="the Ray engine's tests need the wmprobe
 
 import tests._counting  # noqa: E402, F401 - registers counting_net (it can sleep per batch)
 from wmprobe.auditing.run import audit  # noqa: E402
+from wmprobe.errors import ImageChangedError  # noqa: E402
 from wmprobe.extraction.cache import ActivationCache  # noqa: E402
 from wmprobe.extraction.engines.base import Job  # noqa: E402
 from wmprobe.extraction.engines.cluster import free_port, loopback_only  # noqa: E402
@@ -89,6 +90,17 @@ def test_a_worker_killed_mid_run_is_retried_to_the_same_tables(
         assert killed, "the worker was not killed during the run"
         assert engine.worker_pids(fresh=True)[0] != killed[0]  # Ray restarted the actor
     assert tables == local
+
+
+def test_a_worker_that_reads_other_bytes_than_the_driver_hashed_stops_the_run(image_dir, tmp_path):
+    from tests.extraction.test_cache import with_wrong_sha1
+
+    victim = sorted(p.name for p in image_dir.iterdir())[3]
+    cache = with_wrong_sha1(ActivationCache(tmp_path / "cache", chunk_size=4), victim)
+    changed = pytest.raises(ImageChangedError, match=f"{victim} is not the file that was hashed")
+    with RayEngine(num_cpus=2, object_store_memory=STORE) as engine, changed:
+        audit(image_dir, model="tiny_test_net", scenarios=["latin"], progress=False, cache=cache,
+              engine=engine)  # fmt: skip
 
 
 def _pids(state, tasks, resources) -> list[int]:

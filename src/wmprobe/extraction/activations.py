@@ -332,8 +332,11 @@ class ExtractionRequest:
         :func:`~wmprobe.extraction.cache.prepare` has locked them and made them ready)."""
         todo = [e for e in self.entries.values() if not e.is_complete()]
         done = {k: e.done_chunks() for k, e in self.entries.items()} if self.cache else None
+        digests = None
+        if self.cache is not None:  # remembered from the cache key's hashing: no second read
+            digests = self.cache.file_hashes([r.path for r in self.records])
         self.tasks = plan_tasks(
-            self.records, self.plan.chunk_size, len(self.variants), self.names, done
+            self.records, self.plan.chunk_size, len(self.variants), self.names, done, digests
         )
         return todo
 

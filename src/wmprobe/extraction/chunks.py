@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from wmprobe.errors import WmprobeError
+from wmprobe.errors import ImageChangedError, WmprobeError
 from wmprobe.extraction._cpu import inference_scope
 from wmprobe.extraction.engines.base import Job, WorkerResources
 from wmprobe.models import LayerTaps, LoadedModel, ModelSpec
@@ -62,6 +62,7 @@ class ChunkTask:
     records: tuple[ImageRecord, ...]
     variants: tuple[int, ...]
     needed: frozenset[tuple[int, str]]
+    digests: tuple[str, ...] | None = None  # sha1 of each image's bytes, as in the cache key
 
     @property
     def rows(self) -> int:
@@ -97,8 +98,13 @@ def plan_tasks(
     n_variants: int,
     layer_names: Sequence[str],
     done: dict[tuple[int, str], set[int]] | None,
+    digests: Sequence[str] | None = None,
 ) -> list[ChunkTask]:
-    """The chunks still to compute; ``done[(variant, layer)]`` holds the chunks a cache has."""
+    """The chunks still to compute; ``done[(variant, layer)]`` holds the chunks a cache has.
+
+    ``digests``: the sha1 of each image file (the cache key's); a worker then decodes only bytes
+    with that sha1 (``unreadable:`` entries are not checked: the image is a counted skip anyway).
+    """
     out = []
     everything = frozenset((v, name) for v in range(n_variants) for name in layer_names)
     for chunk in range(-(-len(records) // chunk_size)):
@@ -110,7 +116,8 @@ def plan_tasks(
         if needed:
             rows = tuple(records[start : start + chunk_size])
             variants = tuple(sorted({v for v, _ in needed}))
-            out.append(ChunkTask(chunk, start, rows, variants, needed))
+            sha1 = None if digests is None else tuple(digests[start : start + chunk_size])
+            out.append(ChunkTask(chunk, start, rows, variants, needed, sha1))
     return out
 
 
@@ -130,8 +137,11 @@ class _ProbeDataset(Dataset):
         task = self.tasks[t]
         record = task.records[row]
         plan = self.plan
+        sha1 = task.digests[row] if task.digests is not None else None
         try:
-            frame = load_frame(record.path)
+            frame = load_frame(record.path, sha1=None if _unreadable(sha1) else sha1)
+        except ImageChangedError as exc:  # raised again, cleanly, in the main process
+            return {"row": row, "fatal": exc}
         except Exception as exc:  # noqa: BLE001 - any unreadable image is a counted skip
             return {"row": row, "k": len(task.variants), "error": f"{type(exc).__name__}: {exc}"}
         frames, texts = [], []
@@ -150,6 +160,10 @@ class _ProbeDataset(Dataset):
             frames = [jpeg_roundtrip(f, plan.jpeg_quality) for f in frames]
         pixels = np.stack([np.asarray(f, dtype=np.uint8) for f in frames])
         return {"row": row, "pixels": pixels, "texts": texts}
+
+
+def _unreadable(sha1: str | None) -> bool:
+    return sha1 is None or sha1.startswith("unreadable:")
 
 
 def _collate(items: list[dict]) -> dict:

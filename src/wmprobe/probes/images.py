@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import math
 import os
@@ -15,7 +16,12 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from wmprobe.errors import BadImageError, ImageFolderError, InvalidArgumentError
+from wmprobe.errors import (
+    BadImageError,
+    ImageChangedError,
+    ImageFolderError,
+    InvalidArgumentError,
+)
 
 #: File name endings read as images (case-insensitive).
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -199,7 +205,11 @@ def _file_kind(mode: int) -> str:
 
 
 def load_frame(
-    path: str | Path, size: int = FRAME_SIZE, *, jpeg_quality: int | None = None
+    path: str | Path,
+    size: int = FRAME_SIZE,
+    *,
+    jpeg_quality: int | None = None,
+    sha1: str | None = None,
 ) -> Image.Image:
     """Read an image as RGB and bring it to ``size`` x ``size``: shorter side resized, centre crop.
 
@@ -208,9 +218,10 @@ def load_frame(
     a reduced scale (still at least 4x the frame). With ``jpeg_quality`` the frame is then
     JPEG-encoded at that quality and decoded (as the clean side of a both-sides re-encoding:
     probes are drawn on the frame *before* this step and re-encoded alike, see
-    :func:`jpeg_roundtrip`).
+    :func:`jpeg_roundtrip`). With ``sha1``, the bytes read are those decoded, and they must have
+    that sha1 (else ``ImageChangedError``).
     """
-    frame = _frame(path, size)
+    frame = _frame(path, size, sha1)
     return frame if jpeg_quality is None else jpeg_roundtrip(frame, jpeg_quality)
 
 
@@ -268,11 +279,22 @@ def open_regular(path: str | Path) -> io.BufferedReader:
         raise
 
 
-def _frame(path: str | Path, size: int) -> Image.Image:
+def _frame(path: str | Path, size: int, sha1: str | None = None) -> Image.Image:
     with open_regular(path) as fh, warnings.catch_warnings():
+        source = fh
+        if sha1 is not None:
+            data = fh.read()
+            if (found := hashlib.sha1(data).hexdigest()) != sha1:
+                raise ImageChangedError(
+                    f"{path} is not the file that was hashed for the cache key (sha1 "
+                    f"{found[:12]}, not {sha1[:12]}): it changed during the run, or a Ray worker "
+                    "sees another file at this path (mount the same folder at the same path on "
+                    "every node). Run again to hash it anew."
+                )
+            source = io.BytesIO(data)
         # The pixel budget below is the limit; over twice PIL's own, open() raises instead.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(fh) as im:
+        with Image.open(source) as im:
             if min(im.size) < MIN_SIDE:
                 raise BadImageError(
                     f"image is {im.size[0]}x{im.size[1]} px, under {MIN_SIDE} px a side"
