@@ -4,16 +4,18 @@ Measures the extraction of efficientnet_lite0 on the clean and Chinese frames of
 samples (chunks of ``--chunk`` images, batches of 16), each engine on an empty cache after a
 warm-up run on other images that gives every worker a chunk (workers started, model loaded: the
 steady state is compared, not Ray's start-up, which is printed apart). The local engine runs with
-1 torch thread and reads images inline, as each Ray worker does. Each engine is timed
-``--rounds`` times and its best round is its figure (every round is printed; the machine's other
-work only ever slows a round down); the local engine is timed before and after the Ray runs.
-Prints images per second and the ratios, and checks that all three wrote the same activations
-(byte-identical units.csv); the load is printed beside the figures.
+1 torch thread and reads images inline, as each Ray worker does.
 
 What two 1-CPU nodes can reach here is bounded by the machine: the bench also times two local
-1-CPU audits at once, in two processes on half of the images each, right after the two-node Ray,
-and prints how that compares with one (on a virtual machine whose two CPUs share a core, or a
-busy host, it is well below 2).
+1-CPU audits at once, in two processes on half of the images each, and compares that with one
+(on a virtual machine whose two CPUs share a core, or a busy host, it is below 2).
+
+The engines take turns: each of ``--rounds`` rounds times all four (local, one-node Ray, two-node
+Ray, two local at once), each Ray started for its turn and stopped after it, so that the ratios of
+one round compare runs minutes apart at most (this machine's speed drifts by 10-20 % over minutes:
+its host is shared). Prints every run, each round's ratios, their median over the rounds and the
+ratios of the best runs, and checks that all three engines wrote the same activations
+(byte-identical units.csv); the load is printed beside the figures.
 
 Everything runs in a network namespace of its own with only loopback where this machine can make
 one (``unshare --net``; the bench starts itself again there), so that the two-node cluster talks
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,23 +77,19 @@ def _run(engine, images: ImageSet, tmp: Path, chunk: int) -> tuple[float, bytes]
     return seconds, tables
 
 
-def _measure(
-    name: str, engine, warm: ImageSet, images: ImageSet, tmp: Path, chunk: int, rounds: int
-):
-    """The best of ``rounds`` timed runs after a warm-up (each printed), and the tables."""
+def _timed(name: str, engine, warm: ImageSet, images: ImageSet, tmp: Path, chunk: int, k: int):
+    """Images per second of one audit after a warm-up run (printed), and its units.csv."""
     start = time.perf_counter()
     _run(engine, warm, tmp, chunk)
     warm_s = time.perf_counter() - start
-    rates, tables = [], b""
-    for k in range(rounds):
-        seconds, tables = _run(engine, images, tmp, chunk)
-        rates.append(len(images.records) / seconds)
-        print(
-            f"{name:28s} {rates[-1]:6.2f} img/s  ({seconds:6.1f} s; round {k + 1}"
-            f"{f', warm-up {warm_s:5.1f} s' if k == 0 else ''})  {_load()}",
-            flush=True,
-        )
-    return max(rates), tables
+    seconds, tables = _run(engine, images, tmp, chunk)
+    rate = len(images.records) / seconds
+    print(
+        f"{name:28s} {rate:6.2f} img/s  ({seconds:6.1f} s; round {k + 1}, warm-up "
+        f"{warm_s:5.1f} s)  {_load()}",
+        flush=True,
+    )
+    return rate, tables
 
 
 _HALF = """
@@ -112,40 +111,46 @@ print("SECONDS", _run(engine, part, tmp, {chunk})[0])
 """
 
 
-def _two_local_at_once(images: ImageSet, n_warm: int, tmp: Path, chunk: int, rounds: int) -> float:
+def _two_local_at_once(images: ImageSet, n_warm: int, tmp: Path, chunk: int, k: int) -> float:
     """Images per second of two local 1-CPU audits at once, on half of the images each (two
-    processes started together after their warm-up; the slower one ends the round), best round."""
+    processes started together after their warm-up; the slower one ends the run)."""
     n = len(images.records)
-    rates = []
-    for k in range(rounds):
-        folder = Path(tempfile.mkdtemp(dir=tmp))
-        go = folder / "go"
-        halves = [(0, n // 2), (n // 2, n)]
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", _HALF.format(
-                    path=[str(Path(__file__).resolve().parents[1]), *sys.path],
-                    root=str(images.root), limit=n + n_warm, start=a, stop=b, n=n,
-                    tmp=str(folder), chunk=chunk, ready=str(folder / f"ready{i}"), go=str(go),
-                )],
-                stdout=subprocess.PIPE, text=True,
-            )
-            for i, (a, b) in enumerate(halves)
-        ]  # fmt: skip
-        while not all((folder / f"ready{i}").exists() for i in range(2)):
-            if any(p.poll() is not None for p in procs):
-                raise RuntimeError("a local audit of the two-at-once run stopped early")
-            time.sleep(0.01)
-        go.touch()
-        seconds = [float(p.communicate()[0].split("SECONDS")[-1]) for p in procs]
-        rates.append(n / max(seconds))
-        print(
-            f"{'two local 1-CPU at once':28s} {rates[-1]:6.2f} img/s  ({max(seconds):6.1f} s; "
-            f"round {k + 1}; halves {seconds[0]:.1f} s and {seconds[1]:.1f} s)  {_load()}",
-            flush=True,
+    folder = Path(tempfile.mkdtemp(dir=tmp))
+    go = folder / "go"
+    halves = [(0, n // 2), (n // 2, n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _HALF.format(
+                path=[str(Path(__file__).resolve().parents[1]), *sys.path],
+                root=str(images.root), limit=n + n_warm, start=a, stop=b, n=n,
+                tmp=str(folder), chunk=chunk, ready=str(folder / f"ready{i}"), go=str(go),
+            )],
+            stdout=subprocess.PIPE, text=True,
         )
-        shutil.rmtree(folder)
-    return max(rates)
+        for i, (a, b) in enumerate(halves)
+    ]  # fmt: skip
+    while not all((folder / f"ready{i}").exists() for i in range(2)):
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("a local audit of the two-at-once run stopped early")
+        time.sleep(0.01)
+    go.touch()
+    seconds = [float(p.communicate()[0].split("SECONDS")[-1]) for p in procs]
+    rate = n / max(seconds)
+    print(
+        f"{'two local 1-CPU at once':28s} {rate:6.2f} img/s  ({max(seconds):6.1f} s; round "
+        f"{k + 1}; halves {seconds[0]:.1f} s and {seconds[1]:.1f} s)  {_load()}",
+        flush=True,
+    )
+    shutil.rmtree(folder)
+    return rate
+
+
+RATIOS = [
+    ("one-node Ray / local", "ray1", "local", "target >= 0.85"),
+    ("two nodes / one node", "ray2", "ray1", "target >= 1.7"),
+    ("machine: two local / one", "pair", "local", "what two nodes can reach here"),
+    ("two nodes / two local", "ray2", "pair", ""),
+]
 
 
 def main() -> None:
@@ -156,7 +161,7 @@ def main() -> None:
         "--warm", type=int, default=64, help="images of the warm-up run (a chunk for every worker)"
     )
     parser.add_argument("--chunk", type=int, default=16, help="images per chunk (task)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs per engine (best kept)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (engines take turns)")
     args = parser.parse_args()
     isolated = in_loopback_only_namespace()
     if not isolated and (command := loopback_only([sys.executable, *sys.argv])) is not None:
@@ -171,33 +176,42 @@ def main() -> None:
         flush=True,
     )
     tmp = Path(tempfile.mkdtemp(prefix="wmbench"))
+    runs: dict[str, list[float]] = {"local": [], "ray1": [], "ray2": [], "pair": []}
+    tables: dict[str, bytes] = {}
     try:
-        data = (warm, images, tmp, args.chunk, args.rounds)
+        data = (warm, images, tmp, args.chunk)
         local = LocalEngine(threads=1, loader_workers=0)
-        before, reference = _measure("local, 1 CPU (before)", local, *data)
-        start = time.perf_counter()
-        with RayEngine(num_cpus=1, object_store_memory=STORE) as one:
-            print(f"  (one-node Ray started in {time.perf_counter() - start:.1f} s)")
-            one_rate, one_tables = _measure("Ray, 1 node x 1 CPU", one, *data)
-        start = time.perf_counter()
-        cluster = LocalCluster(nodes=2, cpus=1, store=STORE)
-        with cluster, RayEngine(cluster.address) as two:
-            two.wait_for_nodes(2)
-            print(f"  (two-node Ray started in {time.perf_counter() - start:.1f} s)")
-            two_rate, two_tables = _measure("Ray, 2 nodes x 1 CPU", two, *data)
-        pair_rate = _two_local_at_once(images, args.warm, tmp, args.chunk, args.rounds)
-        after, _ = _measure("local, 1 CPU (after)", local, *data)
+        for k in range(args.rounds):
+            rate, tables["local"] = _timed("local, 1 CPU", local, *data, k)
+            runs["local"].append(rate)
+            start = time.perf_counter()
+            with RayEngine(num_cpus=1, object_store_memory=STORE) as one:
+                print(f"  (one-node Ray started in {time.perf_counter() - start:.1f} s)")
+                rate, tables["ray1"] = _timed("Ray, 1 node x 1 CPU", one, *data, k)
+                runs["ray1"].append(rate)
+            start = time.perf_counter()
+            cluster = LocalCluster(nodes=2, cpus=1, store=STORE)
+            with cluster:
+                with RayEngine(cluster.address) as two:
+                    two.wait_for_nodes(2)
+                    print(f"  (two-node Ray started in {time.perf_counter() - start:.1f} s)")
+                    rate, tables["ray2"] = _timed("Ray, 2 nodes x 1 CPU", two, *data, k)
+                    runs["ray2"].append(rate)
+                two.ray.shutdown()  # leave the cluster before it stops (the next round's is new)
+            runs["pair"].append(_two_local_at_once(images, args.warm, tmp, args.chunk, k))
+            print(
+                "  round " + str(k + 1) + ": "
+                + ", ".join(f"{name} {runs[a][-1] / runs[b][-1]:.2f}" for name, a, b, _ in RATIOS),
+                flush=True,
+            )  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    local_rate = max(before, after)
-    print(f"one-node Ray / local:        {one_rate / local_rate:.2f}  (target >= 0.85)")
-    print(f"two nodes / one node:        {two_rate / one_rate:.2f}  (target >= 1.7)")
-    print(
-        f"machine: two local / one:    {pair_rate / local_rate:.2f}  (two 1-CPU processes at once "
-        "against one: what two nodes can reach here)"
-    )
-    print(f"two nodes / two local:       {two_rate / pair_rate:.2f}")
-    same = one_tables == reference and two_tables == reference
+    print(f"{'':28s} {'median of rounds':>17s} {'best runs':>10s}")
+    for name, a, b, note in RATIOS:
+        median = statistics.median(x / y for x, y in zip(runs[a], runs[b], strict=True))
+        best = max(runs[a]) / max(runs[b])
+        print(f"{name + ':':28s} {median:17.2f} {best:10.2f}  {note}")
+    same = tables["ray1"] == tables["local"] and tables["ray2"] == tables["local"]
     print(f"units.csv identical on all three engines: {same}")
 
 
