@@ -265,6 +265,19 @@ def test_an_image_whose_bytes_are_not_the_hashed_ones_stops_the_run(
     assert not acts.skipped and len(acts.image_ids) == len(records)  # hashed anew: read as usual
 
 
+def test_an_image_hashed_but_unreadable_when_decoded_stops_the_run(image_dir, tmp_path):
+    records = scan_folder(image_dir).records[:4]
+    gone = dataclasses.replace(records[2], path=tmp_path / "gone.png")  # deleted after hashing
+    cache = ActivationCache(tmp_path / "cache", chunk_size=2)
+    real = cache.file_hashes
+    cache.file_hashes = lambda paths: [
+        "ab" * 20 if Path(p).name == "gone.png" else d
+        for p, d in zip(paths, real(paths), strict=True)
+    ]
+    with pytest.raises(ImageChangedError, match="gone.png was read when it was hashed"):
+        _extract([*records[:2], gone, records[3]], cache)
+
+
 def test_clean_entry_is_shared_by_a_new_scenario(records, tmp_path):
     cache = ActivationCache(tmp_path / "cache")
     _extract(records, cache)

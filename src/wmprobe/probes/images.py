@@ -280,18 +280,31 @@ def open_regular(path: str | Path) -> io.BufferedReader:
 
 
 def _frame(path: str | Path, size: int, sha1: str | None = None) -> Image.Image:
-    with open_regular(path) as fh, warnings.catch_warnings():
-        source = fh
-        if sha1 is not None:
+    if sha1 is None:
+        with open_regular(path) as fh:
+            return _decode(fh, size)
+    try:
+        with open_regular(path) as fh:
             data = fh.read()
-            if (found := hashlib.sha1(data).hexdigest()) != sha1:
-                raise ImageChangedError(
-                    f"{path} is not the file that was hashed for the cache key (sha1 "
-                    f"{found[:12]}, not {sha1[:12]}): it changed during the run, or a Ray worker "
-                    "sees another file at this path (mount the same folder at the same path on "
-                    "every node). Run again to hash it anew."
-                )
-            source = io.BytesIO(data)
+    except (OSError, BadImageError) as exc:
+        raise ImageChangedError(
+            f"{path} was read when it was hashed for the cache key and cannot be read now "
+            f"({type(exc).__name__}: {exc}): it changed during the run, or a Ray worker does not "
+            "see the same folder (mount it at the same path on every node). Run again to hash "
+            "it anew."
+        ) from exc
+    if (found := hashlib.sha1(data).hexdigest()) != sha1:
+        raise ImageChangedError(
+            f"{path} is not the file that was hashed for the cache key (sha1 {found[:12]}, not "
+            f"{sha1[:12]}): it changed during the run, or a Ray worker sees another file at this "
+            "path (mount the same folder at the same path on every node). Run again to hash it "
+            "anew."
+        )
+    return _decode(io.BytesIO(data), size)
+
+
+def _decode(source, size: int) -> Image.Image:
+    with warnings.catch_warnings():
         # The pixel budget below is the limit; over twice PIL's own, open() raises instead.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(source) as im:
