@@ -201,7 +201,7 @@ def main() -> None:
             runs["pair"].append(_two_local_at_once(images, args.warm, tmp, args.chunk, k))
             print(
                 "  round " + str(k + 1) + ": "
-                + ", ".join(f"{name} {runs[a][-1] / runs[b][-1]:.2f}" for name, a, b, _ in RATIOS),
+                + ", ".join(f"{name} {runs[a][-1] / runs[b][-1]:.3f}" for name, a, b, _ in RATIOS),
                 flush=True,
             )  # fmt: skip
     finally:
@@ -210,7 +210,7 @@ def main() -> None:
     for name, a, b, note in RATIOS:
         median = statistics.median(x / y for x, y in zip(runs[a], runs[b], strict=True))
         best = max(runs[a]) / max(runs[b])
-        print(f"{name + ':':28s} {median:17.2f} {best:10.2f}  {note}")
+        print(f"{name + ':':28s} {median:17.3f} {best:10.3f}  {note}")
     same = tables["ray1"] == tables["local"] and tables["ray2"] == tables["local"]
     print(f"units.csv identical on all three engines: {same}")
 
