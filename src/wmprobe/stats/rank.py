@@ -23,17 +23,30 @@ from wmprobe.errors import InvalidArgumentError
 CHUNK = 256  # most units sorted at a time: a chunk's keys stay in cache between the passes
 CHUNK_ELEMENTS = 1 << 19  # fewer units per chunk when there are many images
 # threads for large AUC batches (numpy sorts and ufuncs run without the GIL), used while the
-# one-minute load average leaves at least one of them idle
+# machine leaves at least one of them idle
 THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+LOADAVG = "/proc/loadavg"
+
+
+def busy_cpus() -> float:
+    """CPUs busy now besides this thread: the kernel's count of runnable tasks less this one
+    (Linux, ``/proc/loadavg``), else the one-minute load average. The load average lags by a
+    minute: right after an extraction it still says every CPU is busy."""
+    try:
+        with open(LOADAVG) as f:
+            running = int(f.read().split()[3].split("/")[0])
+        return float(max(0, running - 1))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # no load average on this platform
+        return 0.0
 
 
 def _default_threads() -> int:
     """THREADS, or 1 when the machine is already busy (threads then only wait on each other)."""
-    try:
-        idle = THREADS - os.getloadavg()[0]
-    except OSError:  # no load average on this platform
-        idle = THREADS
-    return THREADS if idle >= 1.0 else 1
+    return THREADS if THREADS - busy_cpus() >= 1.0 else 1
 
 
 def chunk_units(n_rows: int) -> int:
