@@ -241,12 +241,12 @@ def test_chunks_written_through_renewed_maps_read_back_exactly(tmp_path, monkeyp
         other.write_chunk(1, values[2:4, :4], np.ones(2, bool), {}, None)
 
 
-def with_wrong_sha1(cache: ActivationCache, name: str) -> ActivationCache:
-    """``cache``, remembering another sha1 for the file called ``name`` than its bytes have (as
-    when the file changes after it was hashed, or a worker sees another file at its path)."""
+def with_wrong_sha1(cache: ActivationCache, name: str, sha1: str = "0" * 40) -> ActivationCache:
+    """``cache``, remembering ``sha1`` for the file called ``name`` whatever its bytes (as when
+    the file changes after it was hashed, or a worker sees another file at its path)."""
     real = cache.file_hashes
     cache.file_hashes = lambda paths: [
-        "0" * 40 if Path(p).name == name else digest
+        sha1 if Path(p).name == name else digest
         for p, digest in zip(paths, real(paths), strict=True)
     ]
     return cache
@@ -269,11 +269,7 @@ def test_an_image_hashed_but_unreadable_when_decoded_stops_the_run(image_dir, tm
     records = scan_folder(image_dir).records[:4]
     gone = dataclasses.replace(records[2], path=tmp_path / "gone.png")  # deleted after hashing
     cache = ActivationCache(tmp_path / "cache", chunk_size=2)
-    real = cache.file_hashes
-    cache.file_hashes = lambda paths: [
-        "ab" * 20 if Path(p).name == "gone.png" else d
-        for p, d in zip(paths, real(paths), strict=True)
-    ]
+    cache = with_wrong_sha1(cache, "gone.png", "ab" * 20)
     with pytest.raises(ImageChangedError, match="gone.png was read when it was hashed"):
         _extract([*records[:2], gone, records[3]], cache)
 

@@ -160,6 +160,7 @@ def test_gpu_and_cpu_runs_do_not_share_entries(tmp_path, records):
             cache,
             model,
             records,
+            cache.file_hashes([r.path for r in records]),
             scenarios,
             ["logits"],
             ("clean", "latin"),

@@ -26,6 +26,7 @@ from wmprobe.extraction.cache import (
     ActivationCache,
     CacheEntry,
     EntryKey,
+    images_digest,
     prepare,
     release,
 )
@@ -300,11 +301,15 @@ class ExtractionRequest:
             cache = ActivationCache(cache)
         self.cache = cache
         self.entries: dict[tuple[int, str], CacheEntry] = {}
+        #: sha1 of each image file (the cache key's), which the workers check what they read against
+        self.digests: list[str] | None = None
         if cache is not None:
+            self.digests = cache.file_hashes([r.path for r in self.records])
             self.entries = _entries(
                 cache,
                 model,
                 self.records,
+                self.digests,
                 scenarios,
                 self.names,
                 self.variants,
@@ -332,11 +337,8 @@ class ExtractionRequest:
         :func:`~wmprobe.extraction.cache.prepare` has locked them and made them ready)."""
         todo = [e for e in self.entries.values() if not e.is_complete()]
         done = {k: e.done_chunks() for k, e in self.entries.items()} if self.cache else None
-        digests = None
-        if self.cache is not None:  # remembered from the cache key's hashing: no second read
-            digests = self.cache.file_hashes([r.path for r in self.records])
         self.tasks = plan_tasks(
-            self.records, self.plan.chunk_size, len(self.variants), self.names, done, digests
+            self.records, self.plan.chunk_size, len(self.variants), self.names, done, self.digests
         )
         return todo
 
@@ -398,6 +400,7 @@ def _entries(
     cache,
     model,
     records,
+    digests,
     scenarios,
     names,
     variants,
@@ -408,7 +411,7 @@ def _entries(
     jpeg_quality,
     batch_size,
 ) -> dict[tuple[int, str], CacheEntry]:
-    images = cache.images_digest([r.image_id for r in records], [r.path for r in records])
+    images = images_digest([r.image_id for r in records], digests)
     weights, code = model.weights_hash(), model.code_hash()
     autocast = model.autocast_dtype
     out = {}

@@ -520,12 +520,14 @@ class ActivationCache:
     def entry(self, key: EntryKey) -> CacheEntry:
         return CacheEntry(self.root, key, self.chunk_size)
 
-    def images_digest(self, image_ids: Sequence[str], paths: Sequence[str | Path]) -> str:
-        """sha256 over the image ids, in order, and the sha1 of each file's bytes."""
-        digest = hashlib.sha256()
-        for image_id, file_hash in zip(image_ids, self.file_hashes(paths), strict=True):
-            digest.update(f"{image_id}\t{file_hash}\n".encode())
-        return digest.hexdigest()
+
+def images_digest(image_ids: Sequence[str], file_hashes: Sequence[str]) -> str:
+    """sha256 over the image ids, in order, and the sha1 of each file's bytes
+    (:class:`~wmprobe.extraction.file_hashes.FileHashes`)."""
+    digest = hashlib.sha256()
+    for image_id, file_hash in zip(image_ids, file_hashes, strict=True):
+        digest.update(f"{image_id}\t{file_hash}\n".encode())
+    return digest.hexdigest()
 
 
 def lock_path(entry: CacheEntry) -> Path:

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_in
 from wmprobe.errors import ImageChangedError, WmprobeError
 from wmprobe.extraction._cpu import inference_scope
 from wmprobe.extraction.engines.base import Job, WorkerResources
+from wmprobe.extraction.file_hashes import UNREADABLE
 from wmprobe.models import LayerTaps, LoadedModel, ModelSpec
 from wmprobe.models.layers import Layer
 from wmprobe.models.loaded import load_spec
@@ -163,7 +164,7 @@ class _ProbeDataset(Dataset):
 
 
 def _unreadable(sha1: str | None) -> bool:
-    return sha1 is None or sha1.startswith("unreadable:")
+    return sha1 is None or sha1.startswith(UNREADABLE)
 
 
 def _collate(items: list[dict]) -> dict:

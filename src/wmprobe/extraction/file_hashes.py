@@ -21,6 +21,8 @@ from wmprobe.errors import CacheError
 #: A file whose ctime is closer than this to the time of hashing is not remembered.
 SETTLE_NS = 1_000_000_000
 _TABLE = "file_sha1"  # (the table `files` of earlier versions, keyed on size and mtime, is unused)
+#: How the hash of a file that cannot be read begins (then the reason).
+UNREADABLE = "unreadable:"
 
 
 class FileHashes:
@@ -53,7 +55,7 @@ class FileHashes:
         try:
             stat = path.stat()
         except OSError as exc:
-            return f"unreadable:{type(exc).__name__}"
+            return f"{UNREADABLE}{type(exc).__name__}"
         name = str(path.resolve())
         seen = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
         trusted = bool(stat.st_ctime_ns and stat.st_ino)
@@ -67,7 +69,7 @@ class FileHashes:
         try:
             digest = file_digest(path, "sha1")
         except OSError as exc:
-            return f"unreadable:{type(exc).__name__}"
+            return f"{UNREADABLE}{type(exc).__name__}"
         if trusted and time.time_ns() - stat.st_ctime_ns >= SETTLE_NS:
             row = (name, *seen, digest)
             db.execute(f"INSERT OR REPLACE INTO {_TABLE} VALUES (?, ?, ?, ?, ?, ?)", row)
