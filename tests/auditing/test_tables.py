@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wmprobe.auditing import tables
 from wmprobe.auditing.tables import (
     _unit_blocks,
     audit_table,
@@ -98,6 +99,21 @@ def test_tables_do_not_depend_on_the_block_size(block_elements):
     assert latin["placebo_d"].notna().all()
     assert latin["text_detector"].iloc[[0, -1]].all()
     assert whole.loc[whole.scenario == "numerals", "placebo_d"].isna().all()
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_tables_do_not_depend_on_the_thread_count(threads, monkeypatch):
+    """Blocks worked on by several threads come back in unit order."""
+    acts = synthetic(units=23)
+    names = [f"c{i}" for i in range(23)]
+    monkeypatch.setattr(tables, "default_threads", lambda: 1)
+    serial = (
+        audit_table(acts, names, block_elements=80),
+        stability_table(acts, 3, block_elements=80),
+    )
+    monkeypatch.setattr(tables, "default_threads", lambda: threads)
+    pd.testing.assert_frame_equal(audit_table(acts, names, block_elements=80), serial[0])
+    pd.testing.assert_frame_equal(stability_table(acts, 3, block_elements=80), serial[1])
 
 
 def test_unit_blocks_cover_every_unit_once_within_the_budget():

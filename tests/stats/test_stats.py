@@ -338,9 +338,9 @@ def test_auc_threads_follow_the_cpus_busy_now_not_the_minute_before(tmp_path, mo
     loadavg = tmp_path / "loadavg"
     monkeypatch.setattr(stats_rank, "LOADAVG", str(loadavg))
     loadavg.write_text("8.00 7.50 6.00 1/300 4242\n")  # a minute of extraction, idle now
-    assert stats_rank.busy_cpus() == 0.0 and stats_rank._default_threads() == 4
+    assert stats_rank.busy_cpus() == 0.0 and stats_rank.default_threads() == 4
     loadavg.write_text("0.10 0.10 0.10 5/300 4242\n")  # four others running now
-    assert stats_rank.busy_cpus() == 4.0 and stats_rank._default_threads() == 1
+    assert stats_rank.busy_cpus() == 4.0 and stats_rank.default_threads() == 1
     loadavg.unlink()  # no /proc: the one-minute load average
     monkeypatch.setattr(stats_rank.os, "getloadavg", lambda: (3.5, 1.0, 1.0))
-    assert stats_rank.busy_cpus() == 3.5 and stats_rank._default_threads() == 1
+    assert stats_rank.busy_cpus() == 3.5 and stats_rank.default_threads() == 1

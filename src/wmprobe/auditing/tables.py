@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from wmprobe.stats.core import (
     unit_table,
 )
 from wmprobe.stats.output_metrics import CARTON_INDEX, output_metrics, top_flip_classes
-from wmprobe.stats.rank import as_pair, swapped_u_statistics
+from wmprobe.stats.rank import as_pair, default_threads, swapped_u_statistics
 
 #: The quantile of the permutation-null d values that a unit must exceed to be ``calibrated``.
 NULL_QUANTILE = 0.999
@@ -106,6 +107,17 @@ def _unit_blocks(acts: Activations, layer: str, block_elements: int) -> list[tup
     return [(a, min(total, a + step)) for a in range(0, total, step)]
 
 
+def _map_blocks(work, jobs: list) -> list:
+    """``[work(job) for job in jobs]``, on as many threads as ``stats.rank`` would use while the
+    machine has idle CPUs (numpy's sorts run without the GIL); the results are in job order and
+    do not depend on the thread count. Each thread holds one block at a time."""
+    threads = min(len(jobs), default_threads())
+    if threads <= 1:
+        return [work(job) for job in jobs]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(work, jobs))
+
+
 def _placebos(acts: Activations) -> dict[str, list[str]]:
     """Text scenario -> its placebo scenarios (both in the run)."""
     out: dict[str, list[str]] = {}
@@ -137,26 +149,45 @@ def audit_table(
     unit beyond what the occlusion alone does (NA without placebos).
 
     Units are read in blocks of at most ``block_elements`` values per matrix (from disk when the
-    activations are cached), so memory does not grow with images times units; the result does
-    not depend on the block size.
+    activations are cached), so memory does not grow with images times units; blocks are worked
+    on a few at a time, one per thread (see :func:`_map_blocks`). The result depends on neither
+    the block size nor the thread count.
     """
     swaps = sign_flip_masks(len(acts.image_ids), n_perm, seed)
     placebos = _placebos(acts)
     scenarios = acts.variants[1:]
+    jobs = [(layer, *b) for layer in acts.values for b in _unit_blocks(acts, layer, block_elements)]
+
+    def block(job: tuple[str, int, int]) -> dict[str, tuple]:
+        """Scenario -> (unit table, null d, placebo (auc, p) per placebo) of one unit block."""
+        layer, start, stop = job
+        clean = acts.block(layer, CLEAN, start, stop)
+        out = {}
+        for scenario in scenarios:
+            probe = acts.block(layer, scenario, start, stop)
+            controls = []
+            for control in placebos.get(scenario, []):
+                a, v = delong_variance(acts.block(layer, control, start, stop), probe)
+                controls.append((a, delong_pvalue(a, v)))
+            out[scenario] = (
+                unit_table(clean, probe),
+                permutation_null_d(clean, probe, swaps=swaps),
+                controls,
+            )
+        return out
+
+    done = iter(_map_blocks(block, jobs))
     frames = []
     for layer in acts.values:
         parts: dict[str, list] = {s: [] for s in scenarios}
         nulls: dict[str, list] = {s: [] for s in scenarios}
         controls: dict[tuple[str, str], list] = {}
-        for start, stop in _unit_blocks(acts, layer, block_elements):
-            clean = acts.block(layer, CLEAN, start, stop)
-            for scenario in scenarios:
-                probe = acts.block(layer, scenario, start, stop)
-                parts[scenario].append(unit_table(clean, probe))
-                nulls[scenario].append(permutation_null_d(clean, probe, swaps=swaps))
-                for control in placebos.get(scenario, []):
-                    a, v = delong_variance(acts.block(layer, control, start, stop), probe)
-                    controls.setdefault((scenario, control), []).append((a, delong_pvalue(a, v)))
+        for _ in _unit_blocks(acts, layer, block_elements):
+            for scenario, (table, null, placebo) in next(done).items():
+                parts[scenario].append(table)
+                nulls[scenario].append(null)
+                for control, pair in zip(placebos.get(scenario, []), placebo, strict=True):
+                    controls.setdefault((scenario, control), []).append(pair)
         for scenario in scenarios:
             t = pd.concat(parts[scenario], ignore_index=True)
             t["unit"] = np.arange(len(t))
@@ -246,21 +277,32 @@ def stability_table(
 ) -> pd.DataFrame:
     """Jaccard overlap of the top-``k`` units by d: between random halves of the images (per
     scenario and layer) and between scenarios (per layer, all images). Units are read in
-    blocks, as in :func:`audit_table`."""
+    blocks and worked on by threads, as in :func:`audit_table`."""
     rows = []
     scenarios = acts.variants[1:]
     halves_ok = len(acts.image_ids) >= 4
+
+    def block(job: tuple[str, int, int]) -> dict[str, tuple]:
+        """Scenario -> (d on all images, d on each random half) of one unit block."""
+        layer, start, stop = job
+        clean = acts.block(layer, CLEAN, start, stop)
+        out = {}
+        for scenario in scenarios:
+            probe = acts.block(layer, scenario, start, stop)
+            half = split_half_d(clean, probe, seed) if halves_ok else None
+            out[scenario] = (differentiability(auc(clean, probe)), half)
+        return out
+
+    jobs = [(layer, *b) for layer in acts.values for b in _unit_blocks(acts, layer, block_elements)]
+    done = iter(_map_blocks(block, jobs))
     for layer in acts.values:
         kk = min(k, acts.units(layer))
         d_all: dict[str, list] = {s: [] for s in scenarios}
         halves: dict[str, list] = {s: [] for s in scenarios}
-        for start, stop in _unit_blocks(acts, layer, block_elements):
-            clean = acts.block(layer, CLEAN, start, stop)
-            for scenario in scenarios:
-                probe = acts.block(layer, scenario, start, stop)
-                d_all[scenario].append(differentiability(auc(clean, probe)))
-                if halves_ok:
-                    halves[scenario].append(split_half_d(clean, probe, seed))
+        for _ in _unit_blocks(acts, layer, block_elements):
+            for scenario, (d_block, half) in next(done).items():
+                d_all[scenario].append(d_block)
+                halves[scenario].append(half)
         d = {s: np.concatenate(v) for s, v in d_all.items()}
         for scenario in scenarios:
             half = np.nan

@@ -44,7 +44,7 @@ def busy_cpus() -> float:
         return 0.0
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
     """THREADS, or 1 when the machine is already busy (threads then only wait on each other)."""
     return THREADS if THREADS - busy_cpus() >= 1.0 else 1
 
@@ -275,7 +275,7 @@ def u_statistics(
                 k = _fill_sorted(buf[: units.stop - units.start], *(f[:, units] for f in fast[:2]))
             out[units] = u_from_sorted(k, n0, n1, labels, scratch)
 
-    n_threads = min(len(chunks), _default_threads() if threads is None else threads)
+    n_threads = min(len(chunks), default_threads() if threads is None else threads)
     if n_threads <= 1 or n_units * (n0 + n1) < 2**20:
         work(chunks)
     else:
