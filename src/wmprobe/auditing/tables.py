@@ -107,15 +107,26 @@ def _unit_blocks(acts: Activations, layer: str, block_elements: int) -> list[tup
     return [(a, min(total, a + step)) for a in range(0, total, step)]
 
 
-def _map_blocks(work, jobs: list) -> list:
-    """``[work(job) for job in jobs]``, on as many threads as ``stats.rank`` would use while the
-    machine has idle CPUs (numpy's sorts run without the GIL); the results are in job order and
-    do not depend on the thread count. Each thread holds one block at a time."""
-    threads = min(len(jobs), default_threads())
-    if threads <= 1:
-        return [work(job) for job in jobs]
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(work, jobs))
+def _by_block(acts: Activations, block_elements: int, work) -> dict[str, list]:
+    """Layer -> ``[work(layer, start, stop) for each block of its units]``, in unit order.
+
+    The blocks are worked on by as many threads as ``stats.rank`` uses while the machine has idle
+    CPUs (numpy's sorts run without the GIL), each thread on a block of at most
+    ``block_elements / threads`` values, so the blocks in memory at once hold no more than one
+    block did on one thread. Results do not depend on the thread count.
+    """
+    threads = default_threads()
+    budget = max(1, block_elements // threads)
+    jobs = [(layer, *b) for layer in acts.values for b in _unit_blocks(acts, layer, budget)]
+    if threads <= 1 or len(jobs) <= 1:
+        results = [work(*job) for job in jobs]
+    else:
+        with ThreadPoolExecutor(min(threads, len(jobs))) as pool:
+            results = list(pool.map(lambda job: work(*job), jobs))
+    out: dict[str, list] = {layer: [] for layer in acts.values}
+    for (layer, _, _), result in zip(jobs, results, strict=True):
+        out[layer].append(result)
+    return out
 
 
 def _placebos(acts: Activations) -> dict[str, list[str]]:
@@ -149,18 +160,16 @@ def audit_table(
     unit beyond what the occlusion alone does (NA without placebos).
 
     Units are read in blocks of at most ``block_elements`` values per matrix (from disk when the
-    activations are cached), so memory does not grow with images times units; blocks are worked
-    on a few at a time, one per thread (see :func:`_map_blocks`). The result depends on neither
+    activations are cached), so memory does not grow with images times units; threads work on
+    smaller blocks within the same budget (see :func:`_by_block`). The result depends on neither
     the block size nor the thread count.
     """
     swaps = sign_flip_masks(len(acts.image_ids), n_perm, seed)
     placebos = _placebos(acts)
     scenarios = acts.variants[1:]
-    jobs = [(layer, *b) for layer in acts.values for b in _unit_blocks(acts, layer, block_elements)]
 
-    def block(job: tuple[str, int, int]) -> dict[str, tuple]:
+    def block(layer: str, start: int, stop: int) -> dict[str, tuple]:
         """Scenario -> (unit table, null d, placebo (auc, p) per placebo) of one unit block."""
-        layer, start, stop = job
         clean = acts.block(layer, CLEAN, start, stop)
         out = {}
         for scenario in scenarios:
@@ -176,14 +185,13 @@ def audit_table(
             )
         return out
 
-    done = iter(_map_blocks(block, jobs))
     frames = []
-    for layer in acts.values:
+    for layer, blocks in _by_block(acts, block_elements, block).items():
         parts: dict[str, list] = {s: [] for s in scenarios}
         nulls: dict[str, list] = {s: [] for s in scenarios}
         controls: dict[tuple[str, str], list] = {}
-        for _ in _unit_blocks(acts, layer, block_elements):
-            for scenario, (table, null, placebo) in next(done).items():
+        for result in blocks:
+            for scenario, (table, null, placebo) in result.items():
                 parts[scenario].append(table)
                 nulls[scenario].append(null)
                 for control, pair in zip(placebos.get(scenario, []), placebo, strict=True):
@@ -282,9 +290,8 @@ def stability_table(
     scenarios = acts.variants[1:]
     halves_ok = len(acts.image_ids) >= 4
 
-    def block(job: tuple[str, int, int]) -> dict[str, tuple]:
+    def block(layer: str, start: int, stop: int) -> dict[str, tuple]:
         """Scenario -> (d on all images, d on each random half) of one unit block."""
-        layer, start, stop = job
         clean = acts.block(layer, CLEAN, start, stop)
         out = {}
         for scenario in scenarios:
@@ -293,14 +300,12 @@ def stability_table(
             out[scenario] = (differentiability(auc(clean, probe)), half)
         return out
 
-    jobs = [(layer, *b) for layer in acts.values for b in _unit_blocks(acts, layer, block_elements)]
-    done = iter(_map_blocks(block, jobs))
-    for layer in acts.values:
+    for layer, blocks in _by_block(acts, block_elements, block).items():
         kk = min(k, acts.units(layer))
         d_all: dict[str, list] = {s: [] for s in scenarios}
         halves: dict[str, list] = {s: [] for s in scenarios}
-        for _ in _unit_blocks(acts, layer, block_elements):
-            for scenario, (d_block, half) in next(done).items():
+        for result in blocks:
+            for scenario, (d_block, half) in result.items():
                 d_all[scenario].append(d_block)
                 halves[scenario].append(half)
         d = {s: np.concatenate(v) for s, v in d_all.items()}
