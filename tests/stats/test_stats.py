@@ -344,3 +344,13 @@ def test_auc_threads_follow_the_cpus_busy_now_not_the_minute_before(tmp_path, mo
     loadavg.unlink()  # no /proc: the one-minute load average
     monkeypatch.setattr(stats_rank.os, "getloadavg", lambda: (3.5, 1.0, 1.0))
     assert stats_rank.busy_cpus() == 3.5 and stats_rank.default_threads() == 1
+
+
+def test_statistics_inside_a_thread_map_job_stay_on_one_thread(monkeypatch):
+    """A pooled job (the audit tables' blocks) does not start a pool of its own per call."""
+    monkeypatch.setattr(stats_rank, "THREADS", 4)
+    monkeypatch.setattr(stats_rank, "busy_cpus", lambda: 0.0)
+    assert stats_rank.default_threads() == 4
+    inner = stats_rank.thread_map(lambda _: stats_rank.default_threads(), [0, 1, 2], 3)
+    assert inner == [1, 1, 1] and stats_rank.default_threads() == 4
+    assert stats_rank.thread_map(lambda x: 2 * x, list(range(7)), 3) == list(range(0, 14, 2))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -25,7 +24,7 @@ from wmprobe.stats.core import (
     unit_table,
 )
 from wmprobe.stats.output_metrics import CARTON_INDEX, output_metrics, top_flip_classes
-from wmprobe.stats.rank import as_pair, default_threads, swapped_u_statistics
+from wmprobe.stats.rank import as_pair, default_threads, swapped_u_statistics, thread_map
 
 #: The quantile of the permutation-null d values that a unit must exceed to be ``calibrated``.
 NULL_QUANTILE = 0.999
@@ -111,18 +110,15 @@ def _by_block(acts: Activations, block_elements: int, work) -> dict[str, list]:
     """Layer -> ``[work(layer, start, stop) for each block of its units]``, in unit order.
 
     The blocks are worked on by as many threads as ``stats.rank`` uses while the machine has idle
-    CPUs (numpy's sorts run without the GIL), each thread on a block of at most
-    ``block_elements / threads`` values, so the blocks in memory at once hold no more than one
-    block did on one thread. Results do not depend on the thread count.
+    CPUs (numpy's sorts run without the GIL; see :func:`~wmprobe.stats.rank.thread_map`), each
+    thread on a block of at most ``block_elements / threads`` values, so the blocks in memory at
+    once hold no more than one block did on one thread. Results do not depend on the thread
+    count.
     """
     threads = default_threads()
     budget = max(1, block_elements // threads)
     jobs = [(layer, *b) for layer in acts.values for b in _unit_blocks(acts, layer, budget)]
-    if threads <= 1 or len(jobs) <= 1:
-        results = [work(*job) for job in jobs]
-    else:
-        with ThreadPoolExecutor(min(threads, len(jobs))) as pool:
-            results = list(pool.map(lambda job: work(*job), jobs))
+    results = thread_map(lambda job: work(*job), jobs, threads)
     out: dict[str, list] = {layer: [] for layer in acts.values}
     for (layer, _, _), result in zip(jobs, results, strict=True):
         out[layer].append(result)

@@ -63,7 +63,8 @@ class ChunkTask:
     records: tuple[ImageRecord, ...]
     variants: tuple[int, ...]
     needed: frozenset[tuple[int, str]]
-    digests: tuple[str, ...] | None = None  # sha1 of each image's bytes, as in the cache key
+    # sha1 of each image's bytes, as in the cache key (None: not checked)
+    digests: tuple[str | None, ...] | None = None
 
     @property
     def rows(self) -> int:
@@ -117,7 +118,12 @@ def plan_tasks(
         if needed:
             rows = tuple(records[start : start + chunk_size])
             variants = tuple(sorted({v for v, _ in needed}))
-            sha1 = None if digests is None else tuple(digests[start : start + chunk_size])
+            sha1 = None
+            if digests is not None:  # an unreadable file is a counted skip: nothing to check
+                sha1 = tuple(
+                    None if d.startswith(UNREADABLE) else d
+                    for d in digests[start : start + chunk_size]
+                )
             out.append(ChunkTask(chunk, start, rows, variants, needed, sha1))
     return out
 
@@ -140,7 +146,7 @@ class _ProbeDataset(Dataset):
         plan = self.plan
         sha1 = task.digests[row] if task.digests is not None else None
         try:
-            frame = load_frame(record.path, sha1=None if _unreadable(sha1) else sha1)
+            frame = load_frame(record.path, sha1=sha1)
         except ImageChangedError as exc:  # raised again, cleanly, in the main process
             return {"row": row, "fatal": exc}
         except Exception as exc:  # noqa: BLE001 - any unreadable image is a counted skip
@@ -161,10 +167,6 @@ class _ProbeDataset(Dataset):
             frames = [jpeg_roundtrip(f, plan.jpeg_quality) for f in frames]
         pixels = np.stack([np.asarray(f, dtype=np.uint8) for f in frames])
         return {"row": row, "pixels": pixels, "texts": texts}
-
-
-def _unreadable(sha1: str | None) -> bool:
-    return sha1 is None or sha1.startswith(UNREADABLE)
 
 
 def _collate(items: list[dict]) -> dict:

@@ -289,18 +289,20 @@ def _frame(path: str | Path, size: int, sha1: str | None = None) -> Image.Image:
     except (OSError, BadImageError) as exc:
         raise ImageChangedError(
             f"{path} was read when it was hashed for the cache key and cannot be read now "
-            f"({type(exc).__name__}: {exc}): it changed during the run, or a Ray worker does not "
-            "see the same folder (mount it at the same path on every node). Run again to hash "
-            "it anew."
+            f"({type(exc).__name__}: {exc}){_CHANGED_WHY}"
         ) from exc
     if (found := hashlib.sha1(data).hexdigest()) != sha1:
         raise ImageChangedError(
             f"{path} is not the file that was hashed for the cache key (sha1 {found[:12]}, not "
-            f"{sha1[:12]}): it changed during the run, or a Ray worker sees another file at this "
-            "path (mount the same folder at the same path on every node). Run again to hash it "
-            "anew."
+            f"{sha1[:12]}){_CHANGED_WHY}"
         )
     return _decode(io.BytesIO(data), size)
+
+
+_CHANGED_WHY = (
+    ": it changed during the run, or a Ray worker does not see the same file at this path (mount "
+    "the same folder at the same path on every node). Run again to hash it anew."
+)
 
 
 def _decode(source, size: int) -> Image.Image:

@@ -13,8 +13,10 @@ negative, else 64-bit keys; any other data go through a stable argsort.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +28,10 @@ CHUNK_ELEMENTS = 1 << 19  # fewer units per chunk when there are many images
 # machine leaves at least one of them idle
 THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 LOADAVG = "/proc/loadavg"
+_POOL = threading.local()  # ``inside`` is set in the threads of :func:`thread_map`
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def busy_cpus() -> float:
@@ -45,8 +51,25 @@ def busy_cpus() -> float:
 
 
 def default_threads() -> int:
-    """THREADS, or 1 when the machine is already busy (threads then only wait on each other)."""
+    """THREADS, or 1 when the machine is already busy (threads then only wait on each other) or
+    when called from a thread of :func:`thread_map` (its pool already holds the CPUs)."""
+    if getattr(_POOL, "inside", False):
+        return 1
     return THREADS if THREADS - busy_cpus() >= 1.0 else 1
+
+
+def thread_map(work: Callable[[_T], _R], items: Sequence[_T], threads: int) -> list[_R]:
+    """``[work(item) for item in items]`` on up to ``threads`` threads, in item order. Inside
+    ``work``, :func:`default_threads` is 1: statistics nested in a pooled job stay serial."""
+    if threads <= 1 or len(items) <= 1:
+        return [work(item) for item in items]
+
+    def pooled(item: _T) -> _R:
+        _POOL.inside = True
+        return work(item)
+
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(pooled, items))
 
 
 def chunk_units(n_rows: int) -> int:
@@ -279,8 +302,7 @@ def u_statistics(
     if n_threads <= 1 or n_units * (n0 + n1) < 2**20:
         work(chunks)
     else:
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(work, [chunks[i::n_threads] for i in range(n_threads)]))
+        thread_map(work, [chunks[i::n_threads] for i in range(n_threads)], n_threads)
     return out
 
 
